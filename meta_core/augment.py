@@ -1,0 +1,79 @@
+"""Differentiable augmentation (DiffAugment: colour, translation, cutout) with explicit randomness.
+
+Random parameters are drawn first, on the CPU, from a caller's `torch.Generator` (`draw`), then
+applied as plain tensor arithmetic (`apply`). Keeping the two apart makes the result identical on any
+device and keeps the differentiated function free of random calls (vmap- and graph-capture-safe).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .config import AugmentConfig
+
+TRANSLATION_RATIO = 0.125  # DiffAugment's defaults
+CUTOUT_RATIO = 0.5
+
+
+class AugmentParams(NamedTuple):
+    enable: torch.Tensor      # [N, 3] bool: colour, translation, cutout applied to each sample
+    color: torch.Tensor       # [N, 3] uniform: brightness, saturation, contrast
+    translation: torch.Tensor  # [N, 2] integer pixel shift (x, y)
+    cutout: torch.Tensor      # [N, 2] integer top-left corner of the cut square (x, y)
+
+    def to(self, device) -> "AugmentParams":
+        return AugmentParams(*(t.to(device) for t in self))
+
+
+def draw(n: int, resolution: int, probability: float, generator: torch.Generator) -> AugmentParams:
+    """Draw one batch of augmentation parameters. Always consumes the same amount of randomness."""
+    enable = torch.rand(n, 3, generator=generator) < probability
+    color = torch.rand(n, 3, generator=generator)
+    shift = int(resolution * TRANSLATION_RATIO + 0.5)
+    translation = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+    size = int(resolution * CUTOUT_RATIO + 0.5)
+    cutout = torch.randint(0, resolution + (1 - size % 2), (n, 2), generator=generator) - size // 2
+    return AugmentParams(enable, color, translation, cutout)
+
+
+def apply(x: torch.Tensor, params: AugmentParams, ops=("color", "translation", "cutout")) -> torch.Tensor:
+    """Augment images x [NCHW] in [-1, 1]; differentiable with respect to x."""
+    n, _, h, w = x.shape
+    enable = params.enable.to(x.dtype)
+    if "color" in ops:
+        on = enable[:, 0, None, None, None]
+        b, s, c = (params.color[:, i, None, None, None].to(x.dtype) for i in range(3))
+        y = x + (b - 0.5)
+        mean = y.mean(dim=1, keepdim=True)
+        y = (y - mean) * (s * 2) + mean
+        mean = y.mean(dim=(1, 2, 3), keepdim=True)
+        y = (y - mean) * (c + 0.5) + mean
+        x = on * y + (1 - on) * x
+    if "translation" in ops:
+        shift = params.translation * params.enable[:, 1:2].long()  # disabled samples shift by 0
+        # Integer shifts via nearest sampling at exact pixel centres; zeros fill the border.
+        theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
+        theta[:, 0, 0] = 1
+        theta[:, 1, 1] = 1
+        theta[:, 0, 2] = -2 * shift[:, 0].to(x.dtype) / w
+        theta[:, 1, 2] = -2 * shift[:, 1].to(x.dtype) / h
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    if "cutout" in ops:
+        size = int(h * CUTOUT_RATIO + 0.5)
+        ys = torch.arange(h, device=x.device)[None, :, None]
+        xs = torch.arange(w, device=x.device)[None, None, :]
+        x0 = params.cutout[:, 0, None, None]
+        y0 = params.cutout[:, 1, None, None]
+        inside = (xs >= x0) & (xs < x0 + size) & (ys >= y0) & (ys < y0 + size)  # [N, H, W]
+        keep = 1 - (inside & params.enable[:, 2, None, None]).to(x.dtype)
+        x = x * keep[:, None]
+    return x
+
+
+def update_probability(p: float, real_logits: torch.Tensor, cfg: AugmentConfig) -> float:
+    """ADA heuristic: r = E[sign(D(real))]; raise p when r > target (D overfits), lower it otherwise."""
+    r = float(torch.sign(real_logits.detach()).mean())
+    return min(max(p + (cfg.speed if r > cfg.target else -cfg.speed), 0.0), 1.0)

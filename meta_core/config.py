@@ -1,0 +1,212 @@
+"""Frozen dataclass configs. Each is stored as JSON in checkpoint metadata (see `checkpoint.py`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+
+from .errors import ConfigError
+
+RESOLUTIONS = (8, 16, 32, 64, 128, 256)  # 8 and 16 exist for tests; the product uses 32..256
+STRATEGIES = ("full", "freeze_d", "modulation")
+LOSSES = ("ns_logistic", "minimax")
+AUGMENT_OPS = ("color", "translation", "cutout")
+ALGORITHMS = ("reptile", "fomaml")
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _check_resolution(resolution: int) -> None:
+    _check(resolution in RESOLUTIONS,
+           f"resolution {resolution} is not supported: choose one of {', '.join(map(str, RESOLUTIONS))}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    resolution: int = 64          # output side in pixels, a power of two
+    z_dim: int = 128              # latent z size
+    w_dim: int = 128              # style vector w size
+    mapping_layers: int = 4       # MLP depth of z -> w
+    mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network (StyleGAN)
+    channel_base: int = 4096      # channels at resolution r are min(channel_base // r, channel_max)
+    channel_max: int = 128
+
+    def __post_init__(self):
+        _check_resolution(self.resolution)
+        _check(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
+        _check(self.mapping_layers >= 1, "mapping_layers must be at least 1")
+        _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")
+
+    def channels(self, res: int) -> int:
+        return max(1, min(self.channel_base // res, self.channel_max))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    resolution: int = 64       # input side in pixels; must equal the generator's
+    channel_base: int = 4096   # channels at resolution r are min(channel_base // r, channel_max)
+    channel_max: int = 128
+    mbstd: bool = True         # minibatch standard-deviation feature at 4x4
+
+    def __post_init__(self):
+        _check_resolution(self.resolution)
+        _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")
+
+    def channels(self, res: int) -> int:
+        return max(1, min(self.channel_base // res, self.channel_max))
+
+    @property
+    def num_blocks(self) -> int:
+        return self.resolution.bit_length() - 3  # one residual block per halving down to 4x4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self):
+        _check(self.generator.resolution == self.discriminator.resolution,
+               f"generator resolution {self.generator.resolution} differs from discriminator resolution "
+               f"{self.discriminator.resolution}: build both for the same resolution")
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.resolution
+
+    @classmethod
+    def for_resolution(cls, resolution: int, channel_base: int = 4096, channel_max: int = 128,
+                       z_dim: int = 128, w_dim: int = 128, mapping_layers: int = 4) -> "ModelConfig":
+        return cls(GeneratorConfig(resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
+                                   channel_base=channel_base, channel_max=channel_max),
+                   DiscriminatorConfig(resolution=resolution, channel_base=channel_base, channel_max=channel_max))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    ops: tuple[str, ...] = AUGMENT_OPS  # DiffAugment ops, applied alike to real and fake images
+    probability: float = 1.0            # per-sample, per-op probability (starting value when adaptive)
+    adaptive: bool = False              # ADA heuristic: tune probability towards `target`
+    target: float = 0.6                 # target of r = E[sign(D(real))]
+    speed: float = 0.01                 # change of probability per step when adaptive
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", tuple(self.ops))
+        unknown = [op for op in self.ops if op not in AUGMENT_OPS]
+        _check(not unknown, f"unknown augmentation op(s) {unknown}: choose from {', '.join(AUGMENT_OPS)}")
+        _check(0.0 <= self.probability <= 1.0, f"augment probability {self.probability} must be in [0, 1]")
+        _check(0.0 < self.target < 1.0, f"ADA target {self.target} must be in (0, 1)")
+        _check(self.speed >= 0.0, "ADA speed must be non-negative")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ops) and (self.probability > 0.0 or self.adaptive)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    kind: str = "ns_logistic"  # "ns_logistic" (non-saturating) or "minimax" (the original V(D, G))
+    r1_gamma: float = 1.0      # R1 weight; 0 disables
+    r1_interval: int = 4       # lazy regularisation: R1 every N steps, scaled by N
+
+    def __post_init__(self):
+        _check(self.kind in LOSSES, f"unknown loss {self.kind!r}: choose one of {', '.join(LOSSES)}")
+        _check(self.r1_gamma >= 0.0, f"r1_gamma {self.r1_gamma} must be non-negative")
+        _check(self.r1_interval >= 1, f"r1_interval {self.r1_interval} must be at least 1")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    steps: int = 100                          # inner-loop steps (G and D step each)
+    lr_g: float = 0.002                       # Adam learning rate of G
+    lr_d: float = 0.002                       # Adam learning rate of D
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas (StyleGAN2)
+    batch_size: int = 8                       # real and fake images per step
+    strategy: str = "freeze_d"                # "full", "freeze_d" or "modulation"
+    freeze_d_blocks: int = 1                  # D blocks frozen from the input side (freeze_d, modulation)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    max_rollbacks: int = 5                    # consecutive non-finite steps tolerated before giving up
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check(isinstance(self.steps, int) and self.steps >= 1, f"steps {self.steps} must be a positive integer")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and value == value and 0.0 <= value < float("inf"),
+                   f"{name} {value} must be a finite, non-negative number")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), f"betas {self.betas} must be in [0, 1)")
+        _check(self.batch_size >= 1, f"batch_size {self.batch_size} must be at least 1")
+        _check(self.strategy in STRATEGIES,
+               f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        _check(self.freeze_d_blocks >= 0, "freeze_d_blocks must be non-negative")
+        _check(self.max_rollbacks >= 0, "max_rollbacks must be non-negative")
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    algorithm: str = "reptile"  # "reptile" or "fomaml" (first-order MAML)
+    steps: int = 2000           # outer (meta) steps
+    meta_batch: int = 4         # tasks per outer step
+    support_size: int = 10      # images per task seen by the inner loop (K)
+    query_size: int = 8         # images per task for the FOMAML outer gradient
+    eps_start: float = 0.5      # Reptile outer step size, annealed linearly ...
+    eps_end: float = 0.05       # ... to this at the last step
+    outer_lr: float = 0.002     # FOMAML outer SGD learning rate
+    seed: int = 0               # all task, image and latent draws derive from it
+    inner: AdaptConfig = field(default_factory=lambda: AdaptConfig(steps=10))
+
+    def __post_init__(self):
+        _check(self.algorithm in ALGORITHMS,
+               f"unknown meta-learning algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        _check(self.steps >= 1, f"steps {self.steps} must be at least 1")
+        _check(self.meta_batch >= 1, f"meta_batch {self.meta_batch} must be at least 1")
+        _check(self.support_size >= 1 and self.query_size >= 1, "support_size and query_size must be at least 1")
+        _check(0.0 <= self.eps_end and 0.0 < self.eps_start <= 1.0, "Reptile eps must be in (0, 1]")
+        _check(self.outer_lr > 0.0, "outer_lr must be positive")
+
+    def eps_at(self, step: int) -> float:
+        frac = min(max(step / max(self.steps - 1, 1), 0.0), 1.0)
+        return self.eps_start + (self.eps_end - self.eps_start) * frac
+
+
+# --- JSON round trip -------------------------------------------------------------------------------
+
+def to_json(cfg) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a (nested) config dataclass from `asdict` output. Unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}: the file was written by a newer version; "
+                          "upgrade comfyui-metagan")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
+
+
+def from_json(cls, text: str):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{cls.__name__} is not valid JSON ({exc})") from None
+    return from_dict(cls, data)

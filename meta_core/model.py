@@ -1,0 +1,88 @@
+"""`MetaGAN`: a generator/discriminator pair with its configs, adaptation defaults and provenance."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import AdaptConfig, MetaConfig, ModelConfig
+from .networks import Discriminator, Generator
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class MetaGAN:
+    config: ModelConfig
+    G: Generator
+    D: Discriminator
+    adapt_defaults: AdaptConfig = field(default_factory=AdaptConfig)  # the inner loop meta-training used
+    meta_config: MetaConfig | None = None                            # how it was meta-trained, if it was
+    meta_step: int = 0                                                # outer steps done (for resuming)
+    provenance: dict = field(default_factory=dict)                   # data, command, wall time, hardware
+    base_hash: str | None = None                                      # set on models adapted with `modulation`
+
+    @classmethod
+    def create(cls, config: ModelConfig, seed: int = 0, **kwargs) -> "MetaGAN":
+        """Fresh random weights, drawn from `seed` (the global RNG is left untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # module constructors draw from the default RNG; fork_rng confines it
+            G = Generator(config.generator)
+            D = Discriminator(config.discriminator)
+        return cls(config, G.requires_grad_(False).eval(), D.requires_grad_(False).eval(), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.G.const.device
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    def to(self, device) -> "MetaGAN":
+        self.G.to(device)
+        self.D.to(device)
+        return self
+
+    def g_params(self) -> Params:
+        return dict(self.G.named_parameters())
+
+    def d_params(self) -> Params:
+        return dict(self.D.named_parameters())
+
+    def state_dict(self) -> Params:
+        """Flat tensors as stored in a checkpoint: `G.<name>` and `D.<name>`."""
+        out = {f"G.{k}": v for k, v in self.G.state_dict().items()}
+        out.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
+        return out
+
+    def with_params(self, g: Params, d: Params, **changes) -> "MetaGAN":
+        """A new model with these weights; this one is left untouched."""
+        G = copy.deepcopy(self.G)
+        D = copy.deepcopy(self.D)
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                p.copy_(g[name])
+            for name, p in D.named_parameters():
+                p.copy_(d[name])
+        fields = dict(config=self.config, G=G, D=D, adapt_defaults=self.adapt_defaults, meta_config=self.meta_config,
+                      meta_step=self.meta_step, provenance=dict(self.provenance), base_hash=self.base_hash)
+        fields.update(changes)
+        return MetaGAN(**fields)
+
+    def content_hash(self) -> str:
+        """SHA-256 over tensor names, dtypes, shapes and bytes: identifies weights, not files."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def parameter_summary(self) -> dict[str, int]:
+        g = sum(p.numel() for p in self.G.parameters())
+        d = sum(p.numel() for p in self.D.parameters())
+        mod = sum(self.G.get_parameter(n).numel() for n in self.G.modulation_parameter_names())
+        return {"generator": g, "discriminator": d, "modulation": mod, "total": g + d}

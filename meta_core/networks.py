@@ -1,0 +1,202 @@
+"""Generator (mapping z -> w, style-modulated synthesis) and residual discriminator.
+
+StyleGAN2-style layers with equalised learning rate, in plain PyTorch. Nothing keeps running
+statistics, so `torch.func.functional_call` and `vmap` over parameter dicts are safe.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DiscriminatorConfig, GeneratorConfig
+
+SQRT2 = math.sqrt(2.0)
+
+
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2) * SQRT2  # gain keeps activations at unit variance
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with weights stored at unit variance and scaled at run time (equalised lr)."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init) / lr_mul))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
+        return _lrelu(x) if self.activate else x
+
+
+class EqualConv2d(nn.Module):
+    """Conv layer with equalised lr; optional 2x average-pool downsampling after the conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True,
+                 activate: bool = True, down: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.padding = kernel // 2
+        self.activate = activate
+        self.down = down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+        if self.down:
+            x = F.avg_pool2d(x, 2)
+        return _lrelu(x) if self.activate else x
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated conv (StyleGAN2), written as scale-input / shared-conv / scale-output so it
+    batches without grouped convs. `affine` maps w to per-input-channel styles."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, w_dim: int, up: bool = False,
+                 demodulate: bool = True, activate: bool = True):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.padding = kernel // 2
+        self.up = up
+        self.demodulate = demodulate
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # x [NCHW], w [N, w_dim]
+        styles = self.affine(w)  # [N, Cin]
+        weight = self.weight * self.weight_gain
+        if self.up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.conv2d(x * styles[:, :, None, None], weight, padding=self.padding)
+        if self.demodulate:
+            # Output-channel norm of the style-scaled kernel: [N, Cin] @ [Cin, Cout] -> [N, Cout].
+            dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8)
+            x = x * dcoefs[:, :, None, None]
+        x = x + self.bias[None, :, None, None]
+        return _lrelu(x) if self.activate else x
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_mul: float):
+        super().__init__()
+        dims = [z_dim] + [w_dim] * layers
+        self.layers = nn.ModuleList(EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True)
+                                    for i in range(layers))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, w_dim]
+        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class SynthesisBlock(nn.Module):
+    """Upsample + two modulated convs + a toRGB skip output."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, first: bool):
+        super().__init__()
+        self.conv0 = None if first else ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=True)
+        self.conv1 = ModulatedConv2d(out_channels if not first else in_channels, out_channels, 3, w_dim)
+        self.torgb = ModulatedConv2d(out_channels, 3, 1, w_dim, demodulate=False, activate=False)
+
+    def forward(self, x, img, w):
+        if self.conv0 is not None:
+            x = self.conv0(x, w)
+        x = self.conv1(x, w)
+        rgb = self.torgb(x, w)
+        img = rgb if img is None else F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + rgb
+        return x, img
+
+
+class Generator(nn.Module):
+    """z [N, z_dim] -> image [N, 3, R, R] in [-1, 1]. One w per image drives every layer."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul)
+        self.const = nn.Parameter(torch.randn(cfg.channels(4), 4, 4))
+        blocks = []
+        res = 4
+        while res <= cfg.resolution:
+            blocks.append(SynthesisBlock(cfg.channels(max(res // 2, 4)), cfg.channels(res), cfg.w_dim, first=res == 4))
+            res *= 2
+        self.blocks = nn.ModuleList(blocks)
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, w_dim] -> [N, 3, R, R]
+        x = self.const[None].expand(w.shape[0], -1, -1, -1)
+        img = None
+        for block in self.blocks:
+            x, img = block(x, img, w)
+        return torch.tanh(img)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.synthesis(self.mapping(z))
+
+    def modulation_parameter_names(self) -> list[str]:
+        """The small set a `modulation` adaptation trains: style affines and synthesis biases."""
+        return [name for name, _ in self.named_parameters()
+                if name.startswith("blocks.") and (".affine." in name or name.endswith(".bias"))]
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual block: two 3x3 convs (the second halves the resolution) plus a 1x1 skip."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv0 = EqualConv2d(in_channels, in_channels, 3)
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True)
+        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, activate=False, down=True)
+
+    def forward(self, x):
+        return (self.skip(x) + self.conv1(self.conv0(x))) / SQRT2
+
+
+class Discriminator(nn.Module):
+    """image [N, 3, R, R] -> logit [N]. Blocks are ordered from the input side, so FreezeD freezes a prefix."""
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.fromrgb = EqualConv2d(3, cfg.channels(cfg.resolution), 1)
+        blocks = []
+        res = cfg.resolution
+        while res > 4:
+            blocks.append(DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2)))
+            res //= 2
+        self.blocks = nn.ModuleList(blocks)
+        c4 = cfg.channels(4)
+        self.conv = EqualConv2d(c4 + int(cfg.mbstd), c4, 3)
+        self.fc = EqualLinear(c4 * 16, c4, activate=True)
+        self.out = EqualLinear(c4, 1)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
+        x = self.fromrgb(img)
+        for block in self.blocks:
+            x = block(x)
+        if self.cfg.mbstd:
+            # One feature: the mean over channels and pixels of the per-feature std across the batch.
+            std = (x - x.mean(dim=0, keepdim=True)).square().mean(dim=0).add(1e-8).sqrt().mean()
+            x = torch.cat([x, std.expand(x.shape[0], 1, 4, 4)], dim=1)
+        x = self.conv(x)
+        x = self.fc(x.flatten(1))
+        return self.out(x).squeeze(1)
+
+    def frozen_parameter_names(self, blocks: int) -> list[str]:
+        """FreezeD: fromrgb and the first `blocks` residual blocks (capped so the head always trains)."""
+        blocks = min(blocks, len(self.blocks))
+        if blocks <= 0:
+            return []
+        prefixes = ("fromrgb.",) + tuple(f"blocks.{i}." for i in range(blocks))
+        return [name for name, _ in self.named_parameters() if name.startswith(prefixes)]
