@@ -119,41 +119,48 @@ class InnerLoop:
     def _augment(self, x: torch.Tensor, params: augment.AugmentParams) -> torch.Tensor:
         return augment.apply(x, params.to(x.device), self.ops) if self.ops else x
 
-    def step(self, g: Params, d: Params, opt_g: AdamState, opt_d: AdamState, real: torch.Tensor,
-             noise: StepNoise, step_index: int):
-        """One D step then one G step. Returns (g, d, opt_g, opt_d, metrics); nothing is mutated."""
+    def d_grads(self, g: Params, d: Params, real: torch.Tensor, noise: StepNoise, step_index: int,
+                names: list[str]):
+        """D loss (+ lazy R1 on steps that are multiples of r1_interval) and its gradients for `names`."""
         cfg, dev = self.cfg, real.device
-        kind = cfg.loss.kind
-        # D step: fakes are constants here.
-        d_train = {n: d[n].detach().requires_grad_(True) for n in self.d_names}
+        d_train = {n: d[n].detach().requires_grad_(True) for n in names}
         d_all = {**d, **d_train}
         with torch.no_grad():
-            fake = self.generate(g, noise.z_d.to(dev))
+            fake = self.generate(g, noise.z_d.to(dev))  # fakes are constants in the D step
         real_b = real[noise.real_index.to(dev)]
         do_r1 = cfg.loss.r1_gamma > 0 and step_index % cfg.loss.r1_interval == 0
         if do_r1:
             real_b = real_b.detach().requires_grad_(True)
         real_logits = self.discriminate(d_all, self._augment(real_b, noise.aug_real))
         fake_logits = self.discriminate(d_all, self._augment(fake, noise.aug_fake_d))
-        loss_d = losses.d_loss(real_logits, fake_logits, kind)
+        loss = losses.d_loss(real_logits, fake_logits, cfg.loss.kind)
         r1 = torch.zeros((), device=dev)
-        total_d = loss_d
+        total = loss
         if do_r1:
             r1 = losses.r1_penalty(real_logits, real_b)
-            total_d = loss_d + r1 * (cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval)
-        grads_d = dict(zip(d_train, torch.autograd.grad(total_d, list(d_train.values())))) if d_train else {}
+            total = loss + r1 * (cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval)
+        grads = dict(zip(d_train, torch.autograd.grad(total, list(d_train.values())))) if d_train else {}
+        return grads, {"d_loss": loss.detach(), "r1": r1.detach(), "real_logits": real_logits.detach()}
+
+    def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device):
+        """G loss against D (held constant) and its gradients for `names`."""
+        g_train = {n: g[n].detach().requires_grad_(True) for n in names}
+        fake = self.generate({**g, **g_train}, noise.z_g.to(device))
+        loss = losses.g_loss(self.discriminate(d, self._augment(fake, noise.aug_fake_g)), self.cfg.loss.kind)
+        grads = dict(zip(g_train, torch.autograd.grad(loss, list(g_train.values())))) if g_train else {}
+        return grads, loss.detach()
+
+    def step(self, g: Params, d: Params, opt_g: AdamState, opt_d: AdamState, real: torch.Tensor,
+             noise: StepNoise, step_index: int):
+        """One D step then one G step against the updated D. Returns (g, d, opt_g, opt_d, metrics);
+        nothing passed in is mutated."""
+        cfg = self.cfg
+        grads_d, metrics = self.d_grads(g, d, real, noise, step_index, self.d_names)
         d_new, opt_d_new = adam_update(d, grads_d, opt_d, cfg.lr_d, cfg.betas)
-        # G step against the updated D.
-        g_train = {n: g[n].detach().requires_grad_(True) for n in self.g_names}
-        g_all = {**g, **g_train}
-        fake_g = self.generate(g_all, noise.z_g.to(dev))
-        loss_g = losses.g_loss(self.discriminate(d_new, self._augment(fake_g, noise.aug_fake_g)), kind)
-        grads_g = dict(zip(g_train, torch.autograd.grad(loss_g, list(g_train.values())))) if g_train else {}
+        grads_g, metrics["g_loss"] = self.g_grads(g, d_new, noise, self.g_names, real.device)
         g_new, opt_g_new = adam_update(g, grads_g, opt_g, cfg.lr_g, cfg.betas)
-        grad_sq = sum((t.detach().square().sum() for t in (*grads_d.values(), *grads_g.values())),
-                      torch.zeros((), device=dev))
-        metrics = {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(), "r1": r1.detach(),
-                   "grad_sq": grad_sq, "real_logits": real_logits.detach()}
+        metrics["grad_sq"] = sum((t.square().sum() for t in (*grads_d.values(), *grads_g.values())),
+                                 torch.zeros((), device=real.device))
         return g_new, d_new, opt_g_new, opt_d_new, metrics
 
     def run(self, g: Params, d: Params, real: torch.Tensor, generator: torch.Generator,
