@@ -32,7 +32,7 @@ class GeneratorConfig:
     w_dim: int = 128              # style vector w size
     mapping_layers: int = 4       # MLP depth of z -> w
     mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network (StyleGAN)
-    channel_base: int = 4096      # channels at resolution r are min(channel_base // r, channel_max)
+    channel_base: int = 2048      # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
 
     def __post_init__(self):
@@ -48,7 +48,7 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     resolution: int = 64       # input side in pixels; must equal the generator's
-    channel_base: int = 4096   # channels at resolution r are min(channel_base // r, channel_max)
+    channel_base: int = 2048   # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
     mbstd: bool = True         # minibatch standard-deviation feature at 4x4
 
@@ -79,7 +79,7 @@ class ModelConfig:
         return self.generator.resolution
 
     @classmethod
-    def for_resolution(cls, resolution: int, channel_base: int = 4096, channel_max: int = 128,
+    def for_resolution(cls, resolution: int, channel_base: int = 2048, channel_max: int = 128,
                        z_dim: int = 128, w_dim: int = 128, mapping_layers: int = 4) -> "ModelConfig":
         return cls(GeneratorConfig(resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
                                    channel_base=channel_base, channel_max=channel_max),
@@ -158,7 +158,7 @@ class MetaConfig:
     eps_end: float = 0.05       # ... to this at the last step
     outer_lr: float = 0.002     # FOMAML outer SGD learning rate
     seed: int = 0               # all task, image and latent draws derive from it
-    inner: AdaptConfig = field(default_factory=lambda: AdaptConfig(steps=10))
+    inner: AdaptConfig = field(default_factory=lambda: AdaptConfig(steps=10, strategy="full"))
 
     def __post_init__(self):
         _check(self.algorithm in ALGORITHMS,

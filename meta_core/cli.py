@@ -1,0 +1,295 @@
+"""`python -m meta_core`: train, adapt, sample, info.
+
+User errors (bad arguments, bad files) print one line and exit non-zero, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .adapt import adapt
+from .config import ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig
+from .data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
+from .errors import ConfigError, MetaGANError
+from .model import MetaGAN
+from .progress import ProgressBar
+from .sampling import sample
+
+EXIT_USER_ERROR = 2
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but this PyTorch sees no CUDA GPU: use --device cpu")
+    return device
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """[3, H, W] in 0..1 -> 8-bit RGB PNG."""
+    from PIL import Image
+    arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+    Image.fromarray(arr).save(path)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from .meta import MetaTrainer, init_distributed
+
+    device = resolve_device(args.device)
+    dist = init_distributed(device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    main_rank = dist.rank == 0
+    if args.resume:
+        model = checkpoint.load(args.resume, device)
+        if model.meta_config is None:
+            raise ConfigError(f"{args.resume} was not meta-trained, so there is no run to resume: start a new run "
+                              "without --resume")
+        cfg = model.meta_config
+        if args.steps is not None:
+            cfg = dataclasses.replace(cfg, steps=args.steps)
+    else:
+        inner = AdaptConfig(steps=args.inner_steps, lr_g=args.inner_lr, lr_d=args.inner_lr, batch_size=args.batch_size,
+                            strategy=args.strategy)
+        cfg = MetaConfig(algorithm=args.algorithm, steps=args.steps or MetaConfig.steps, meta_batch=args.meta_batch,
+                         support_size=args.support, seed=args.seed, inner=inner)
+        model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                               channel_max=args.channel_max)
+        model = MetaGAN.create(model_cfg, seed=args.seed).to(device)
+    exclude = tuple(s for s in (args.exclude or "").split(",") if s)
+    if args.tasks:
+        tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
+    else:
+        tasks = load_unlabeled_folder(args.unlabeled, model.resolution, args.clusters, seed=cfg.seed)
+    trainer = MetaTrainer(model, tasks, cfg, dist)
+    previous_wall = float(model.provenance.get("wall_seconds", 0.0))
+    started = time.perf_counter()
+    provenance = {
+        "command": "python -m meta_core " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py")
+        else " ".join(sys.argv),
+        "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
+        "hardware": {**hardware(device), "world_size": dist.world},
+        "algorithm": cfg.algorithm,
+    }
+
+    def write(final: bool = False) -> None:
+        if not main_rank:
+            return
+        wall = previous_wall + time.perf_counter() - started
+        out = trainer.current_model(provenance={**provenance, "steps": trainer.step,
+                                                "wall_seconds": round(wall, 1)})
+        checkpoint.save(out, args.out)
+        if not final:
+            bar.stream.write(f"\ncheckpoint: step {trainer.step} -> {args.out}\n" if bar.tty else
+                             f"checkpoint: step {trainer.step} -> {args.out}\n")
+
+    bar = ProgressBar(cfg.steps, start=trainer.step, label="meta-train", log_every=args.log_every)
+    last_save = time.perf_counter()
+    if main_rank:
+        print(f"meta-training {cfg.algorithm} on {len(tasks)} tasks ({tasks.num_images} images) at "
+              f"{model.resolution}px, {dist.world} process(es) on {device}; steps {trainer.step}->{cfg.steps}",
+              file=sys.stderr)
+
+    def on_step(stats) -> None:
+        nonlocal last_save
+        if main_rank:
+            bar.update(stats.step, d=stats.d_loss, g=stats.g_loss, eps=stats.eps)
+        due = (args.checkpoint_every and stats.step % args.checkpoint_every == 0) or \
+              (time.perf_counter() - last_save) > args.checkpoint_minutes * 60
+        if due and stats.step < cfg.steps:
+            write()
+            last_save = time.perf_counter()
+
+    try:
+        trainer.run(on_step=on_step)
+    finally:
+        if main_rank:
+            bar.close()
+    write(final=True)
+    if main_rank:
+        print(f"wrote {args.out} (step {trainer.step})")
+    if dist.active:
+        import torch.distributed
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    device = resolve_device(args.device)
+    base = checkpoint.load(args.checkpoint, device)
+    refs = to_float(load_image_folder(args.references, base.resolution)) * 0.5 + 0.5
+    changes = {k: v for k, v in {"steps": args.steps, "lr_g": args.lr, "lr_d": args.lr, "strategy": args.strategy,
+                                 "batch_size": args.batch_size}.items() if v is not None}
+    cfg = dataclasses.replace(base.adapt_defaults, **changes)
+    bar = ProgressBar(cfg.steps, label="adapt", log_every=10.0)
+    result = adapt(base, refs, cfg, seed=args.seed,
+                   on_step=lambda i, n, s: bar.update(i, d=s["d_loss"], g=s["g_loss"]))
+    bar.close()
+    if args.delta:
+        checkpoint.save_delta(result.model, args.out)
+    else:
+        checkpoint.save(result.model, args.out)
+    print(f"adapted to {refs.shape[0]} references in {result.stats.seconds:.1f}s "
+          f"({result.stats.rollbacks} rollbacks) -> {args.out}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    device = resolve_device(args.device)
+    model = checkpoint.load(args.checkpoint, device)
+    if args.delta:
+        model = checkpoint.load_delta(model, args.delta)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = sample(model, args.seed, args.count, args.truncation)
+    for i, img in enumerate(images):
+        save_png(img, out / f"seed{args.seed}_{i:05d}.png")
+    print(f"wrote {len(images)} images to {out}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    metadata = checkpoint.read_metadata(args.file)
+    decoded = {}
+    for key, value in sorted(metadata.items()):
+        try:
+            decoded[key] = json.loads(value) if value[:1] in "{[" else value
+        except json.JSONDecodeError:
+            decoded[key] = value
+    if metadata["model_kind"] == checkpoint.MODEL_KIND:
+        decoded["parameters"] = checkpoint.load(args.file).parameter_summary()
+    decoded["file_bytes"] = os.path.getsize(args.file)
+    print(json.dumps(decoded, indent=2, sort_keys=True))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive, finite number")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"{value} must be in 0..2**64-1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m meta_core", description="Meta-learned GAN: train, adapt, sample.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, seed_default=0):
+        sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+        sp.add_argument("--seed", type=seed_int, default=seed_default, help="seed of every random draw")
+
+    t = sub.add_parser("train", help="meta-train a model over tasks")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tasks", help="folder with one sub-folder of images per task")
+    src.add_argument("--unlabeled", help="flat folder of images, split into pseudo-tasks by k-means")
+    t.add_argument("--clusters", type=positive_int, default=16, help="pseudo-tasks for --unlabeled (default 16)")
+    t.add_argument("--out", required=True, help="checkpoint to write (.safetensors), also written periodically")
+    t.add_argument("--resume", help="continue the run stored in this checkpoint")
+    t.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
+    t.add_argument("--steps", type=positive_int, help=f"outer steps in total (default {MetaConfig.steps})")
+    t.add_argument("--algorithm", choices=ALGORITHMS, default="reptile")
+    t.add_argument("--meta-batch", type=positive_int, default=MetaConfig.meta_batch, help="tasks per outer step")
+    t.add_argument("--support", type=positive_int, default=MetaConfig.support_size, help="images per task (K)")
+    t.add_argument("--inner-steps", type=positive_int, default=10, help="inner-loop steps per task")
+    t.add_argument("--inner-lr", type=positive_float, default=AdaptConfig.lr_g, help="inner Adam learning rate")
+    t.add_argument("--batch-size", type=positive_int, default=AdaptConfig.batch_size)
+    t.add_argument("--strategy", choices=STRATEGIES, default="full", help="inner-loop strategy (default full)")
+    t.add_argument("--channel-base", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_base,
+                   help="channels at resolution r: min(channel_base // r, channel_max)")
+    t.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
+    t.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
+    t.add_argument("--limit-per-task", type=positive_int, help="read at most this many images per task")
+    t.add_argument("--checkpoint-every", type=int, default=100, help="write --out every N steps (0: off)")
+    t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and at least every M minutes")
+    t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("adapt", help="adapt a checkpoint to a folder of reference images")
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("--references", required=True, help="folder of 1..64 reference images")
+    a.add_argument("--out", required=True, help="adapted checkpoint to write (.safetensors)")
+    a.add_argument("--steps", type=positive_int, help="default: the checkpoint's")
+    a.add_argument("--lr", type=positive_float, help="G and D learning rate; default: the checkpoint's")
+    a.add_argument("--strategy", choices=STRATEGIES, help="default: the checkpoint's")
+    a.add_argument("--batch-size", type=positive_int)
+    a.add_argument("--delta", action="store_true", help="with --strategy modulation: write a small delta file")
+    common(a)
+    a.set_defaults(func=cmd_adapt)
+
+    s = sub.add_parser("sample", help="write PNG samples of a checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--delta", help="a modulation delta to apply on top of --checkpoint")
+    s.add_argument("--count", type=positive_int, default=16)
+    s.add_argument("--truncation", type=float, default=1.0, help="0..2; 1 is none, lower is more typical")
+    s.add_argument("--out", required=True, help="folder for the PNGs")
+    common(s)
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("info", help="print a checkpoint's metadata and parameter summary")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MetaGANError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,187 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from meta_core import AdaptConfig, ReferenceImageError, TrainingDivergedError, adapt, augment, losses
+from meta_core.adapt import draw_step_noise, trainable_names
+from meta_core.config import AugmentConfig, LossConfig
+from meta_core.errors import ConfigError
+from meta_core.images import prepare_references
+from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
+
+
+def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
+    """A hand-unrolled loop: nn.Modules, torch.optim.Adam, losses written out. Same random draws."""
+    G, D = copy.deepcopy(model.G).requires_grad_(False), copy.deepcopy(model.D).requires_grad_(False)
+    g_names, d_names = trainable_names(model, cfg)
+    for n in g_names:
+        G.get_parameter(n).requires_grad_(True)
+    for n in d_names:
+        D.get_parameter(n).requires_grad_(True)
+    opt_g = torch.optim.Adam([G.get_parameter(n) for n in g_names], lr=cfg.lr_g, betas=cfg.betas, eps=1e-8)
+    opt_d = torch.optim.Adam([D.get_parameter(n) for n in d_names], lr=cfg.lr_d, betas=cfg.betas, eps=1e-8)
+    z_dim, res = model.config.generator.z_dim, model.resolution
+    for step in range(cfg.steps):
+        noise = draw_step_noise(gen, real.shape[0], cfg.batch_size, z_dim, res, cfg.augment.probability)
+        with torch.no_grad():
+            fake = G(noise.z_d)
+        real_b = real[noise.real_index]
+        r1_step = step % cfg.loss.r1_interval == 0
+        if r1_step:
+            real_b = real_b.clone().requires_grad_(True)
+        real_logits = D(augment.apply(real_b, noise.aug_real))
+        fake_logits = D(augment.apply(fake, noise.aug_fake_d))
+        loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        if r1_step:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real_b, create_graph=True)
+            loss_d = loss_d + grad.square().sum(dim=(1, 2, 3)).mean() * cfg.loss.r1_gamma / 2 * cfg.loss.r1_interval
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = F.softplus(-D(augment.apply(G(noise.z_g), noise.aug_fake_g))).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+    return dict(G.named_parameters()), dict(D.named_parameters())
+
+
+@pytest.mark.parametrize("strategy", ["full", "freeze_d", "modulation"])
+def test_adaptation_equals_hand_unrolled_loop(strategy):
+    model = tiny_model(16)
+    refs = random_images(5, 16)
+    cfg = tiny_adapt(steps=4, strategy=strategy, lr_g=0.01, lr_d=0.01)
+    result = adapt(model, refs, cfg, generator=torch.Generator().manual_seed(7))
+    ref_g, ref_d = reference_adapt(model, refs * 2 - 1, cfg, torch.Generator().manual_seed(7))
+    for name, p in result.model.G.named_parameters():
+        torch.testing.assert_close(p, ref_g[name].detach(), atol=2e-5, rtol=1e-4, msg=name)
+    for name, p in result.model.D.named_parameters():
+        torch.testing.assert_close(p, ref_d[name].detach(), atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_strategies_train_only_their_parameters():
+    model = tiny_model(16)
+    refs = random_images(3, 16)
+    for strategy, frozen_g, frozen_d in [
+        ("freeze_d", set(), set(model.D.frozen_parameter_names(1))),
+        ("modulation", {n for n, _ in model.G.named_parameters()} - set(model.G.modulation_parameter_names()),
+         set(model.D.frozen_parameter_names(1))),
+    ]:
+        out = adapt(model, refs, tiny_adapt(strategy=strategy), seed=1).model
+        for n, p in out.G.named_parameters():
+            assert torch.equal(p, model.G.get_parameter(n)) == (n in frozen_g), (strategy, n)
+        for n, p in out.D.named_parameters():
+            assert torch.equal(p, model.D.get_parameter(n)) == (n in frozen_d), (strategy, n)
+
+
+def test_input_model_is_unchanged_and_result_is_new():
+    model = tiny_model(16)
+    before = model.content_hash()
+    result = adapt(model, random_images(4, 16), tiny_adapt(), seed=0)
+    assert model.content_hash() == before
+    assert result.model.content_hash() != before
+    assert result.model.G is not model.G
+
+
+def test_same_seed_same_result_different_seed_differs():
+    model = tiny_model(16)
+    refs = random_images(4, 16)
+    a = adapt(model, refs, tiny_adapt(), seed=3).model.content_hash()
+    b = adapt(model, refs, tiny_adapt(), seed=3).model.content_hash()
+    c = adapt(model, refs, tiny_adapt(), seed=4).model.content_hash()
+    assert a == b != c
+
+
+def test_forced_non_finite_loss_rolls_back(monkeypatch):
+    model = tiny_model(16)
+    refs = random_images(4, 16)
+    one_step = adapt(model, refs, tiny_adapt(steps=1), seed=5).model
+    calls = {"n": 0}
+    real_g_loss = losses.g_loss
+
+    def nan_on_second_call(*args, **kwargs):
+        calls["n"] += 1
+        out = real_g_loss(*args, **kwargs)
+        return out * float("nan") if calls["n"] == 2 else out
+
+    monkeypatch.setattr(losses, "g_loss", nan_on_second_call)
+    result = adapt(model, refs, tiny_adapt(steps=2), seed=5)
+    assert result.stats.rollbacks == 1
+    assert params_equal(result.model.g_params(), one_step.g_params())
+    assert params_equal(result.model.d_params(), one_step.d_params())  # the D half of the step was undone too
+
+
+def test_persistent_non_finite_loss_raises(monkeypatch):
+    monkeypatch.setattr(losses, "d_loss", lambda real, fake, *a: (real.mean() + fake.mean()) * float("nan"))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        adapt(tiny_model(16), random_images(2, 16), tiny_adapt(steps=5, max_rollbacks=2), seed=0)
+
+
+def test_cancel_from_callback_leaves_model_untouched():
+    model = tiny_model(16)
+    before = model.content_hash()
+    seen = []
+
+    class Cancelled(Exception):
+        pass
+
+    def on_step(step, total, stats):
+        seen.append((step, total, sorted(k for k in stats if k != "preview")))
+        assert stats["preview"](torch.randn(2, 16)).shape == (2, 3, 16, 16)
+        if step == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        adapt(model, random_images(3, 16), tiny_adapt(steps=5), seed=0, on_step=on_step)
+    assert [s[:2] for s in seen] == [(1, 5), (2, 5)]
+    assert "d_loss" in seen[0][2] and "rollbacks" in seen[0][2]
+    assert model.content_hash() == before
+
+
+def test_defaults_come_from_the_model():
+    model = tiny_model(16)
+    model.adapt_defaults = tiny_adapt(steps=2)
+    assert adapt(model, random_images(2, 16), seed=0).stats.steps == 2
+
+
+def test_adaptive_augmentation_changes_probability():
+    cfg = tiny_adapt(steps=3, augment=AugmentConfig(probability=0.5, adaptive=True, speed=0.1))
+    p = adapt(tiny_model(16), random_images(3, 16), cfg, seed=0).stats.aug_probability
+    assert p != 0.5 and 0.0 <= p <= 1.0
+
+
+# --- reference images ---------------------------------------------------------------------------
+
+def test_references_of_any_size_and_channel_count():
+    images = [torch.rand(1, 20, 30), torch.rand(2, 40, 40), torch.rand(3, 64, 17), torch.rand(4, 9, 9)]
+    out = prepare_references(images, 16)
+    assert out.shape == (4, 3, 16, 16) and float(out.min()) >= -1 and float(out.max()) <= 1
+    rgba = torch.zeros(1, 4, 16, 16)  # fully transparent: the background shows
+    torch.testing.assert_close(prepare_references(rgba, 16, background=(1.0, 0.0, 0.0))[0, :, 0, 0],
+                               torch.tensor([1.0, -1.0, -1.0]))
+    u16 = torch.full((1, 1, 16, 16), 65535, dtype=torch.int32)
+    assert float(prepare_references(u16, 16).min()) == 1.0
+
+
+@pytest.mark.parametrize("images, match", [
+    ([], "no reference images"),
+    (torch.rand(65, 3, 16, 16), "at most 64"),
+    (torch.rand(1, 3, 1, 1), "at least 8x8"),
+    (torch.rand(1, 5, 16, 16), "5 channels"),
+    (torch.full((1, 3, 16, 16), float("nan")), "NaN"),
+    (torch.full((1, 3, 16, 16), 2.0), "expected 0..1"),
+])
+def test_bad_references_raise_typed_errors(images, match):
+    with pytest.raises(ReferenceImageError, match=match):
+        prepare_references(images, 16)
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (AdaptConfig, {"steps": 0}, "steps 0"), (AdaptConfig, {"lr_g": float("nan")}, "lr_g"),
+    (AdaptConfig, {"lr_d": -1.0}, "lr_d"), (AdaptConfig, {"strategy": "lora"}, "unknown strategy"),
+    (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
+])
+def test_bad_configs_raise(cls, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        cls(**kwargs)
