@@ -1,0 +1,119 @@
+"""The CLI end to end, in subprocesses, on tiny settings."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from meta_core import checkpoint
+from tests.helpers import write_task_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--resolution", "16", "--channel-base", "256", "--channel-max", "16", "--inner-steps", "2",
+        "--meta-batch", "2", "--batch-size", "4", "--support", "3", "--device", "cpu"]
+
+
+def run(*args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "meta_core", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    tasks = write_task_folder(root / "tasks", tasks=3, per_task=4)
+    out = root / "m.safetensors"
+    run("train", "--tasks", tasks, "--out", out, "--steps", "3", *TINY)
+    return root, tasks, out
+
+
+def test_train_writes_a_checkpoint_with_provenance(trained):
+    _, _, out = trained
+    meta = checkpoint.read_metadata(out)
+    assert meta["meta_step"] == "3"
+    assert '"command"' in meta["provenance"] and '"wall_seconds"' in meta["provenance"]
+    assert '"tasks": 3' in meta["provenance"]
+
+
+def test_resume_extends_the_run(trained, tmp_path):
+    _, tasks, out = trained
+    resumed = tmp_path / "r.safetensors"
+    run("train", "--tasks", tasks, "--resume", out, "--out", resumed, "--steps", "4", "--device", "cpu")
+    assert checkpoint.read_metadata(resumed)["meta_step"] == "4"
+
+
+def test_unlabeled_training(trained, tmp_path):
+    _, tasks, _ = trained
+    out = tmp_path / "u.safetensors"
+    run("train", "--unlabeled", tasks, "--clusters", "3", "--out", out, "--steps", "1", *TINY)
+    assert '"cluster-000"' in checkpoint.read_metadata(out)["provenance"]
+
+
+def test_adapt_sample_info(trained, tmp_path):
+    root, tasks, out = trained
+    adapted = tmp_path / "a.safetensors"
+    run("adapt", "--checkpoint", out, "--references", tasks / "style1", "--out", adapted, "--steps", "2",
+        "--device", "cpu")
+    proc = run("sample", "--checkpoint", adapted, "--seed", "5", "--count", "3", "--out", tmp_path / "png",
+               "--device", "cpu")
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert [p.name for p in pngs] == ["seed5_00000.png", "seed5_00001.png", "seed5_00002.png"]
+    assert "wrote 3 images" in proc.stdout
+    info = run("info", adapted).stdout
+    assert '"model_kind": "metagan"' in info and '"parameters"' in info
+
+
+def test_modulation_delta_via_cli(trained, tmp_path):
+    _, tasks, out = trained
+    delta = tmp_path / "d.safetensors"
+    run("adapt", "--checkpoint", out, "--references", tasks / "style0", "--out", delta, "--steps", "1",
+        "--strategy", "modulation", "--delta", "--device", "cpu")
+    run("sample", "--checkpoint", out, "--delta", delta, "--count", "1", "--out", tmp_path / "p", "--device", "cpu")
+    assert '"model_kind": "metagan-delta"' in run("info", delta).stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["info", "/no/such/file.safetensors"], "does not exist"),
+    (["sample", "--checkpoint", "/no/such.safetensors", "--out", "x"], "does not exist"),
+    (["train", "--tasks", "/no/such/dir", "--out", "x.safetensors", "--device", "cpu"], "not a folder"),
+    (["sample", "--checkpoint", "x", "--out", "x", "--count", "0"], "must be at least 1"),
+    (["sample", "--checkpoint", "x", "--out", "x", "--device", "tpu"], None),
+    (["adapt", "--checkpoint", "x", "--references", "y", "--out", "z", "--lr", "nan"], "positive, finite"),
+    (["train", "--out", "x"], "required"),
+])
+def test_bad_arguments_give_one_line_and_nonzero_exit(args, message):
+    proc = run(*args, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(("error:", "python -m meta_core")) or "error:" in last
+    if message:
+        assert message in proc.stderr
+
+
+def test_pickle_checkpoint_via_cli(tmp_path):
+    bad = tmp_path / "m.ckpt"
+    torch.save({"a": 1}, bad)
+    proc = run("info", bad, check=False)
+    assert proc.returncode == 2 and "refuses them" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_process_torchrun_equals_one_process(trained, tmp_path):
+    _, tasks, _ = trained
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    args = ["train", "--tasks", tasks, "--steps", "2", *TINY, "--meta-batch", "4"]
+    run(*args, "--out", one)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "meta_core", *map(str, args), "--out", str(two)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"world_size": 2' in checkpoint.read_metadata(two)["provenance"]
+    a, b = checkpoint.load(one).state_dict(), checkpoint.load(two).state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5, msg=k)
