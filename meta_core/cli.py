@@ -276,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=cmd_sample)
 
+    b = sub.add_parser("build-tasks", add_help=False,
+                       help="render DiceBear avatar styles into a task folder (see build-tasks --help)")
+    b.set_defaults(func=None)
+
     i = sub.add_parser("info", help="print a checkpoint's metadata and parameter summary")
     i.add_argument("file")
     i.set_defaults(func=cmd_info)
@@ -283,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build-tasks"]:
+        from . import dicebear  # its own parser: python -m meta_core build-tasks --help
+        return dicebear.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
