@@ -170,7 +170,10 @@ def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], pat
 def save(model: MetaGAN, path, dtype: torch.dtype = torch.float32) -> Path:
     """Write a full checkpoint atomically. `dtype=torch.float16` halves the file (weights load as float32)."""
     tensors = {k: v.to(dtype) for k, v in model.state_dict().items()}
-    return _atomic_save(tensors, _metadata(model, MODEL_KIND), path)
+    metadata = _metadata(model, MODEL_KIND)
+    if dtype == torch.float32:
+        metadata["content_hash"] = model.content_hash()  # lets a delta find its base from headers alone
+    return _atomic_save(tensors, metadata, path)
 
 
 def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,83 @@
+"""Few-shot adaptation of a MetaGAN to reference images."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..meta_core import adapt as adapt_model
+from ..meta_core.config import AugmentConfig
+from ..meta_core.images import prepare_references
+from ..meta_core.sampling import latents, sample
+from .common import META_GAN, Progress, grid, image_to_nchw
+
+DEFAULT = "checkpoint default"
+AUGMENT_CHOICES = {"diffaugment": AugmentConfig(), "adaptive (ADA)": AugmentConfig(probability=0.5, adaptive=True),
+                   "off": AugmentConfig(ops=())}
+PREVIEW_COUNT = 8
+PREVIEW_UPDATES = 10  # live previews per run
+
+
+def adaptation_config(model, steps, learning_rate, strategy, augment):
+    """The checkpoint's defaults, with the node's non-default widgets applied."""
+    changes = {}
+    if steps > 0:
+        changes["steps"] = steps
+    if learning_rate > 0:
+        changes.update(lr_g=learning_rate, lr_d=learning_rate)
+    if strategy != DEFAULT:
+        changes["strategy"] = strategy
+    if augment != DEFAULT:
+        changes["augment"] = AUGMENT_CHOICES[augment]
+    return dataclasses.replace(model.adapt_defaults, **changes)
+
+
+class MetaGANFewShotAdapt:
+    DESCRIPTION = ("Adapt a meta-learned GAN to a few reference images of one character or style (1-64 images, "
+                   "any size). Returns a new model (the loaded one is untouched) and a preview grid: references on "
+                   "top, fresh samples below. Cancel stops it within one step.")
+    CATEGORY = "MetaGAN/adapt"
+    FUNCTION = "adapt"
+    RETURN_TYPES = (META_GAN, "IMAGE")
+    RETURN_NAMES = ("meta_gan", "preview")
+    OUTPUT_TOOLTIPS = ("The adapted model; feed it to MetaGAN Sample, Interpolate or Save Adapted.",
+                       "References (top row) beside samples of the adapted model (bottom row).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "meta_gan": (META_GAN, {"tooltip": "The model to adapt, from Load MetaGAN."}),
+            "references": ("IMAGE", {"tooltip": "1 to 64 images of the character or style, any size."}),
+            "steps": ("INT", {"default": 0, "min": 0, "max": 5000,
+                              "tooltip": "Adaptation steps; 0 uses the checkpoint's meta-trained default."}),
+            "learning_rate": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.1, "step": 0.0001, "round": False,
+                                        "tooltip": "Adam learning rate of G and D; 0 uses the checkpoint's default."}),
+            "strategy": ([DEFAULT, "full", "freeze_d", "modulation"],
+                         {"tooltip": "What adapts: full (G and D), freeze_d (lower D blocks frozen), modulation "
+                                     "(only G's styles and biases: smallest change, saves as a small delta)."}),
+            "augment": ([DEFAULT, *AUGMENT_CHOICES],
+                        {"tooltip": "Differentiable augmentation of real and fake images: keeps D from memorising "
+                                    "few references."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                             "tooltip": "Seed of every random draw of the adaptation, and of the preview samples."}),
+        }}
+
+    def adapt(self, meta_gan, references, steps, learning_rate, strategy, augment, seed):
+        cfg = adaptation_config(meta_gan, steps, learning_rate, strategy, augment)
+        refs = image_to_nchw(references)
+        progress = Progress(cfg.steps)
+        z_preview = latents(seed, 0, PREVIEW_COUNT, meta_gan.config.generator.z_dim)
+        every = max(1, cfg.steps // PREVIEW_UPDATES)
+
+        def on_step(step, total, stats):
+            shown = stats["preview"](z_preview).add(1).mul(0.5).cpu() if step % every == 0 else None
+            progress(step, total, grid([shown]) if shown is not None else None)
+
+        result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step)
+        shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution).add(1).mul(0.5)
+        preview = grid([shown_refs, sample(result.model, seed, PREVIEW_COUNT)])
+        return (result.model, preview)
+
+
+NODE_CLASS_MAPPINGS = {"MetaGANFewShotAdapt": MetaGANFewShotAdapt}
+NODE_DISPLAY_NAME_MAPPINGS = {"MetaGANFewShotAdapt": "Few-Shot Adapt (MetaGAN)"}
