@@ -113,6 +113,10 @@ class InnerLoop:
     def generate(self, g: Params, z: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model.G, g, (z,))
 
+    @torch.no_grad()
+    def preview(self, g: Params, z: torch.Tensor) -> torch.Tensor:
+        return self.generate(g, z)
+
     def discriminate(self, d: Params, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model.D, d, (x,))
 
@@ -208,7 +212,7 @@ class InnerLoop:
                 on_step(step + 1, cfg.steps, {
                     "d_loss": stats.d_loss[-1], "g_loss": stats.g_loss[-1], "r1": stats.r1[-1],
                     "rollbacks": stats.rollbacks, "aug_probability": p,
-                    "preview": lambda z, _g=current_g: self.generate(_g, z.to(real.device)).detach(),
+                    "preview": lambda z, _g=current_g: self.preview(_g, z.to(real.device)),
                 })
         stats.seconds = time.perf_counter() - start
         return g, d, stats
@@ -241,9 +245,14 @@ def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, gene
     cfg = config or model.adapt_defaults
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
-    real = prepare_references(references, model.resolution, background).to(model.device)
-    g, d, stats = InnerLoop(model, cfg).run(model.g_params(), model.d_params(), real, generator, on_step)
-    base_hash = model.content_hash() if cfg.strategy == "modulation" else None
-    provenance = dict(model.provenance, adapted={"references": int(real.shape[0]), "steps": cfg.steps,
-                                                  "strategy": cfg.strategy, "seconds": round(stats.seconds, 3)})
-    return AdaptResult(model.with_params(g, d, base_hash=base_hash, provenance=provenance), stats)
+    # Adaptation needs autograd even when the caller runs under inference mode (ComfyUI does): leave
+    # it, and clone the weights and images so no inference tensor is saved for backward.
+    with torch.inference_mode(False), torch.enable_grad():
+        real = prepare_references(references, model.resolution, background).to(model.device).clone()
+        g = {n: t.detach().clone() for n, t in model.g_params().items()}
+        d = {n: t.detach().clone() for n, t in model.d_params().items()}
+        g, d, stats = InnerLoop(model, cfg).run(g, d, real, generator, on_step)
+        base_hash = model.content_hash() if cfg.strategy == "modulation" else None
+        provenance = dict(model.provenance, adapted={"references": int(real.shape[0]), "steps": cfg.steps,
+                                                      "strategy": cfg.strategy, "seconds": round(stats.seconds, 3)})
+        return AdaptResult(model.with_params(g, d, base_hash=base_hash, provenance=provenance), stats)

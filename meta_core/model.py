@@ -1,7 +1,6 @@
 """`MetaGAN`: a generator/discriminator pair with its configs, adaptation defaults and provenance."""
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass, field
 
@@ -59,14 +58,17 @@ class MetaGAN:
         return out
 
     def with_params(self, g: Params, d: Params, **changes) -> "MetaGAN":
-        """A new model with these weights; this one is left untouched."""
-        G = copy.deepcopy(self.G)
-        D = copy.deepcopy(self.D)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                p.copy_(g[name])
-            for name, p in D.named_parameters():
-                p.copy_(d[name])
+        """A new model with (copies of) these weights; this one is left untouched.
+
+        Modules are built on the meta device and the tensors assigned, so nothing is initialised twice
+        and it works for inference tensors too (ComfyUI runs nodes under `torch.inference_mode`).
+        """
+        with torch.device("meta"):
+            G, D = Generator(self.config.generator), Discriminator(self.config.discriminator)
+        G.load_state_dict({k: v.detach().clone() for k, v in g.items()}, assign=True)
+        D.load_state_dict({k: v.detach().clone() for k, v in d.items()}, assign=True)
+        G.requires_grad_(False).eval()
+        D.requires_grad_(False).eval()
         fields = dict(config=self.config, G=G, D=D, adapt_defaults=self.adapt_defaults, meta_config=self.meta_config,
                       meta_step=self.meta_step, provenance=dict(self.provenance), base_hash=self.base_hash)
         fields.update(changes)

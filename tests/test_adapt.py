@@ -185,3 +185,13 @@ def test_bad_references_raise_typed_errors(images, match):
 def test_bad_configs_raise(cls, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         cls(**kwargs)
+
+
+def test_adaptation_under_inference_mode_equals_normal_mode():
+    # ComfyUI runs every node under torch.inference_mode(); adaptation must still train, identically.
+    refs = random_images(3, 16)
+    normal = adapt(tiny_model(16), refs, tiny_adapt(), seed=2).model.content_hash()
+    with torch.inference_mode():
+        model = tiny_model(16)
+        inside = adapt(model, refs, tiny_adapt(), seed=2).model
+        assert inside.content_hash() == normal

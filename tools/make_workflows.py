@@ -1,0 +1,148 @@
+"""Write the shipped workflows: UI format in workflows/ (drag into ComfyUI; listed as templates) and
+API format in workflows/api/ (for /prompt and `run_workflow.py`).
+
+Each workflow is described once below as nodes and links; widget order comes from the node
+definitions themselves, so the files stay in step with the nodes. `--check` exits non-zero when the
+committed files differ from what this script writes (a test runs it).
+
+    python tools/make_workflows.py          # rewrite the files
+    python tools/make_workflows.py --check  # verify them
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from headless import build_registry, ui_to_api  # noqa: E402
+from headless.convert import _widget_layout  # noqa: E402
+
+BUNDLED = "metagan_64.safetensors"
+
+# name -> (title, description, nodes); a node is (id, type, title, widgets by name, {input: (src id, src slot)})
+WORKFLOWS = {
+    "metagan_fewshot_main": (
+        "MetaGAN: few-shot adapt to a character, then 16 samples",
+        [
+            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
+            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/micah", "size": 128,
+                                                              "background": "#FFFFFF"}, {}),
+            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
+                                                          "strategy": "checkpoint default",
+                                                          "augment": "checkpoint default", "seed": 0},
+             {"meta_gan": (1, 0), "references": (2, 0)}),
+            (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
+            (5, "SaveImage", "Save samples", {"filename_prefix": "metagan/samples"}, {"images": (4, 0)}),
+            (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan/preview"}, {"images": (3, 1)}),
+        ],
+    ),
+    "metagan_interpolation": (
+        "MetaGAN: adapt, then an interpolation animation between two seeds",
+        [
+            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
+            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/lorelei", "size": 128,
+                                                              "background": "#FFFFFF"}, {}),
+            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
+                                                          "strategy": "checkpoint default",
+                                                          "augment": "checkpoint default", "seed": 0},
+             {"meta_gan": (1, 0), "references": (2, 0)}),
+            (4, "MetaGANInterpolate", "Interpolate", {"seed_a": 1, "seed_b": 2, "frames": 24, "truncation": 0.9,
+                                                      "space": "w"}, {"meta_gan": (3, 0)}),
+            (5, "SaveAnimatedWEBP", "Save animation", {"filename_prefix": "metagan/morph", "fps": 12.0,
+                                                       "lossless": False, "quality": 90, "method": "default"},
+             {"images": (4, 0)}),
+        ],
+    ),
+    "metagan_adapt_and_save": (
+        "MetaGAN: adapt to a character and save it as a model (a small modulation delta)",
+        [
+            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
+            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/pixel-art", "size": 128,
+                                                              "background": "#FFFFFF"}, {}),
+            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
+                                                          "strategy": "modulation",
+                                                          "augment": "checkpoint default", "seed": 0},
+             {"meta_gan": (1, 0), "references": (2, 0)}),
+            (4, "MetaGANSaveAdapted", "Save character", {"filename_prefix": "metagan/pixel_character",
+                                                         "format": "delta"}, {"meta_gan": (3, 0)}),
+            (5, "PreviewImage", "Preview", {}, {"images": (3, 1)}),
+        ],
+    ),
+}
+
+
+def ui_workflow(name: str, title: str, nodes, defs) -> dict:
+    links, ui_nodes = [], []
+    outgoing: dict[tuple[int, int], list[int]] = {}
+    incoming: dict[tuple[int, str], int] = {}
+    for nid, ntype, _, _, inputs in nodes:
+        for input_name, (src, slot) in inputs.items():
+            link_id = len(links) + 1
+            src_type = defs[next(n[1] for n in nodes if n[0] == src)].outputs[slot]
+            links.append([link_id, src, slot, nid, None, src_type])
+            outgoing.setdefault((src, slot), []).append(link_id)
+            incoming[(nid, input_name)] = link_id
+    for order, (nid, ntype, node_title, widgets, inputs) in enumerate(nodes):
+        d = defs[ntype]
+        link_inputs = [n for n in (*d.required, *d.optional) if n in inputs]
+        ui_inputs = []
+        for slot, input_name in enumerate(link_inputs):
+            link_id = incoming[(nid, input_name)]
+            links[link_id - 1][4] = slot
+            ui_inputs.append({"name": input_name, "type": d.input_spec(input_name)[1], "link": link_id})
+        values = []
+        for entry in _widget_layout(d):
+            if entry is None:
+                values.append("fixed")  # control_after_generate: keep the seed so reruns reproduce
+            else:
+                values.append(widgets.get(entry, d.input_spec(entry)[2].get("default")))
+        ui_nodes.append({
+            "id": nid, "type": ntype, "pos": [40 + 360 * order, 80 + 60 * (order % 2)], "size": [320, 130],
+            "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs,
+            "outputs": [{"name": out_name, "type": out_type, "links": outgoing.get((nid, slot)) or None,
+                         "slot_index": slot} for slot, (out_type, out_name) in enumerate(zip(d.outputs, d.output_names))],
+            "title": node_title, "properties": {"Node name for S&R": ntype}, "widgets_values": values,
+        })
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-metagan/{name}")), "revision": 0,
+        "last_node_id": max(n[0] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
+        "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}, "info": {"title": title}},
+        "version": 0.4,
+    }
+
+
+def render() -> dict[Path, str]:
+    defs = build_registry([str(ROOT)]).node_defs()
+    files = {}
+    for name, (title, nodes) in WORKFLOWS.items():
+        ui = ui_workflow(name, title, nodes, defs)
+        files[ROOT / "workflows" / f"{name}.json"] = json.dumps(ui, indent=2) + "\n"
+        files[ROOT / "workflows" / "api" / f"{name}.json"] = json.dumps(ui_to_api(ui, defs), indent=2) + "\n"
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="verify the committed files instead of writing them")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render().items():
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print("out of date (run python tools/make_workflows.py): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
