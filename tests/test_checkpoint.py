@@ -63,6 +63,12 @@ def test_save_is_atomic_and_leaves_no_temporary_files(model, saved, tmp_path, mo
     assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
 
 
+def test_saved_file_gets_ordinary_permissions(saved):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert saved.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_text_file_is_not_safetensors(tmp_path):
     p = tmp_path / "notes.safetensors"
     p.write_text("hello, this is not a model")

@@ -1,0 +1,70 @@
+"""The shipped workflows: in sync with the node definitions, valid, and the main one runs headless."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headless import build_registry, ui_to_api, validate_prompt
+
+ROOT = Path(__file__).resolve().parents[1]
+UI_FILES = sorted((ROOT / "workflows").glob("*.json"))
+API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
+BUNDLED = ROOT / "checkpoints" / "metagan_64.safetensors"
+
+
+@pytest.fixture(scope="module")
+def defs():
+    return build_registry([str(ROOT)]).node_defs()
+
+
+def test_every_ui_workflow_has_an_api_twin():
+    assert len(UI_FILES) >= 3
+    assert [p.name for p in UI_FILES] == [p.name for p in API_FILES]
+
+
+def test_files_are_what_the_generator_writes():
+    proc = subprocess.run([sys.executable, "tools/make_workflows.py", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_ui_workflow_converts_to_its_api_file(path, defs):
+    converted = ui_to_api(json.loads(path.read_text()), defs)
+    assert converted == json.loads((ROOT / "workflows" / "api" / path.name).read_text())
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.name)
+def test_api_workflow_is_valid(path, defs):
+    prompt = json.loads(path.read_text())
+    report = validate_prompt(prompt, defs, strict=True)
+    assert not report.problems, [str(p) for p in report.problems]
+    assert all(entry["class_type"] in defs for entry in prompt.values())
+    assert any(defs[e["class_type"]].output_node for e in prompt.values())
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_ui_links_are_consistent(path):
+    wf = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, link_type in wf["links"]:
+        assert link_id in (nodes[src]["outputs"][src_slot]["links"] or [])
+        assert nodes[dst]["inputs"][dst_slot]["link"] == link_id
+        assert nodes[src]["outputs"][src_slot]["type"] == link_type == nodes[dst]["inputs"][dst_slot]["type"]
+
+
+def test_main_workflow_runs_headless_on_the_bundled_checkpoint(tmp_path):
+    assert BUNDLED.exists(), "the bundled checkpoint is missing"
+    proc = subprocess.run([sys.executable, "run_workflow.py", "workflows/metagan_fewshot_main.json", "--output",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    samples = sorted((tmp_path / "metagan").glob("samples_*.png"))
+    assert len(samples) == 16
+    for p in samples + sorted((tmp_path / "metagan").glob("preview_*.png")):
+        arr = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+        assert arr.shape[:2] in {(64, 64)} or p.name.startswith("preview")
+        assert arr.std() > 2.0, f"{p.name} is blank"
