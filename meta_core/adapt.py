@@ -22,6 +22,10 @@ from .model import MetaGAN, Params
 
 StepCallback = Callable[[int, int, dict], None]
 
+COLLAPSE_SEED = 0xC011A95E  # fixed latents for the collapse check, independent of the run's seed
+COLLAPSE_SAMPLES = 8
+COLLAPSE_STD = 2e-3         # mean per-pixel std across samples (images in [-1, 1]) below which G has collapsed
+
 
 class StepNoise(NamedTuple):
     """Every random draw of one inner step, in draw order."""
@@ -117,6 +121,20 @@ class InnerLoop:
     def preview(self, g: Params, z: torch.Tensor) -> torch.Tensor:
         return self.generate(g, z)
 
+    def sample_diversity(self, g: Params) -> float:
+        """Mean per-pixel std across a few fixed samples: ~0 means G makes one image for every z."""
+        from .sampling import latents
+        z = latents(COLLAPSE_SEED, 0, COLLAPSE_SAMPLES, self.model.config.generator.z_dim)
+        return float(self.preview(g, z.to(self.model.device)).std(dim=0).mean())
+
+    def check_not_collapsed(self, g: Params, step: int) -> None:
+        diversity = self.sample_diversity(g)
+        if diversity < COLLAPSE_STD:
+            raise TrainingDivergedError(
+                f"adaptation collapsed at step {step}: every sample is nearly the same image (diversity "
+                f"{diversity:.1e}); use fewer steps or a lower learning rate (lr_g={self.cfg.lr_g}), keep "
+                "augmentation on, or give more reference images")
+
     def discriminate(self, d: Params, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model.D, d, (x,))
 
@@ -185,6 +203,7 @@ class InnerLoop:
         consecutive = 0
         start = time.perf_counter()
         gcfg = self.model.config.generator
+        check_every = max(1, cfg.steps // 4)
         for step in range(cfg.steps):
             noise = draw_step_noise(generator, real.shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution, p)
             g_new, d_new, opt_g_new, opt_d_new, m = self.step(g, d, opt_g, opt_d, real, noise, step)
@@ -203,6 +222,8 @@ class InnerLoop:
                         f"{step + 1}); lower the learning rate (lr_g={cfg.lr_g}, lr_d={cfg.lr_d}) or use the "
                         "'freeze_d' or 'modulation' strategy")
             stats.steps = step + 1
+            if stats.steps % check_every == 0 or stats.steps == cfg.steps:
+                self.check_not_collapsed(g, stats.steps)
             stats.d_loss.append(float(values[0]))
             stats.g_loss.append(float(values[1]))
             stats.r1.append(float(values[2]))

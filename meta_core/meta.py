@@ -149,10 +149,12 @@ class MetaTrainer:
         sum_g = {n: torch.zeros_like(t) for n, t in self.theta_g.items()}
         sum_d = {n: torch.zeros_like(t) for n, t in self.theta_d.items()}
         counters = torch.zeros(5, dtype=torch.float64)  # ok tasks, failed tasks, d_loss, g_loss, rollbacks
+        last_error = ""
         for slot in range(self.dist.rank, len(plan), self.dist.world):
             try:
                 cg, cd, stats = self.task_contribution(step, slot, plan[slot])
-            except TrainingDivergedError:
+            except TrainingDivergedError as exc:
+                last_error = str(exc)
                 counters[1] += 1  # a diverged task contributes nothing; the others still count
                 continue
             for n in sum_g:
@@ -170,7 +172,7 @@ class MetaTrainer:
         ok = int(counters[0])
         if ok == 0:
             raise TrainingDivergedError(f"meta-step {step}: every task diverged; lower the inner learning rates "
-                                        f"(lr_g={self.cfg.inner.lr_g}, lr_d={self.cfg.inner.lr_d})")
+                                        f"(lr_g={self.cfg.inner.lr_g}, lr_d={self.cfg.inner.lr_d}). Last: {last_error}")
         eps = self.cfg.eps_at(step)
         if self.cfg.algorithm == "reptile":
             self.theta_g = reptile_update(self.theta_g, sum_g, ok, eps)
@@ -179,9 +181,23 @@ class MetaTrainer:
             self.theta_g = fomaml_update(self.theta_g, sum_g, ok, self.cfg.outer_lr)
             self.theta_d = fomaml_update(self.theta_d, sum_d, ok, self.cfg.outer_lr)
         self.step += 1
+        self.check_theta()
         return MetaStepStats(step=self.step, eps=eps, d_loss=float(counters[2]) / ok, g_loss=float(counters[3]) / ok,
                              rollbacks=int(counters[4]), failed_tasks=int(counters[1]),
                              seconds=time.perf_counter() - start)
+
+    def check_theta(self) -> None:
+        """Stop, rather than save a broken model, when theta went non-finite or G collapsed."""
+        bad = [n for n, t in (*self.theta_g.items(), *self.theta_d.items()) if not bool(torch.isfinite(t).all())]
+        if bad:
+            raise TrainingDivergedError(f"meta-step {self.step}: weights became non-finite ({bad[:3]}); resume from "
+                                        "the last checkpoint with lower inner learning rates or a smaller eps")
+        diversity = self.loop.sample_diversity(self.theta_g)
+        from .adapt import COLLAPSE_STD
+        if diversity < COLLAPSE_STD:
+            raise TrainingDivergedError(f"meta-step {self.step}: the generator collapsed (every sample is nearly the "
+                                        f"same image, diversity {diversity:.1e}); resume from the last checkpoint "
+                                        "with lower inner learning rates")
 
     def current_model(self, **changes) -> MetaGAN:
         """theta as a MetaGAN whose adaptation defaults are the inner loop meta-training used."""

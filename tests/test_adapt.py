@@ -195,3 +195,23 @@ def test_adaptation_under_inference_mode_equals_normal_mode():
         model = tiny_model(16)
         inside = adapt(model, refs, tiny_adapt(), seed=2).model
         assert inside.content_hash() == normal
+
+
+def collapsed_model():
+    model = tiny_model(16)
+    with torch.no_grad():
+        for name, p in model.G.named_parameters():
+            if ".torgb." in name:
+                p.zero_()  # every image is tanh(0): one grey image for every z
+    return model
+
+
+def test_collapsed_generator_stops_with_a_message():
+    with pytest.raises(TrainingDivergedError, match="collapsed at step 1"):
+        adapt(collapsed_model(), random_images(2, 16), tiny_adapt(steps=4, lr_g=0.0, lr_d=0.0), seed=0)
+
+
+def test_healthy_adaptation_passes_the_collapse_check():
+    from meta_core.adapt import COLLAPSE_STD, InnerLoop
+    model = tiny_model(16)
+    assert InnerLoop(model, tiny_adapt()).sample_diversity(model.g_params()) > 10 * COLLAPSE_STD

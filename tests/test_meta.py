@@ -115,3 +115,15 @@ def test_diverging_tasks_are_skipped_and_all_diverging_raises(monkeypatch):
     cfg = meta_cfg(steps=1, inner=tiny_adapt(steps=3, max_rollbacks=1))
     with pytest.raises(TrainingDivergedError, match="every task diverged"):
         MetaTrainer(tiny_model(16), toy_tasks(), cfg).run()
+
+
+def test_meta_training_stops_on_a_collapsed_generator():
+    from meta_core import TrainingDivergedError
+    model = tiny_model(16)
+    with torch.no_grad():
+        for name, p in model.G.named_parameters():
+            if ".torgb." in name:
+                p.zero_()
+    cfg = meta_cfg(steps=1, inner=tiny_adapt(steps=1, lr_g=0.0, lr_d=0.0))
+    with pytest.raises(TrainingDivergedError, match="collapsed"):
+        MetaTrainer(model, toy_tasks(), cfg).run()
