@@ -111,7 +111,7 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-metagan/{name}")), "revision": 0,
         "last_node_id": max(n[0] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
-        "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}, "info": {"title": title}},
+        "groups": [], "config": {}, "extra": {"info": {"title": title}},  # no "ds": the frontend then fits the view
         "version": 0.4,
     }
 
