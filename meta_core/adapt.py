@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
 from torch.func import functional_call
@@ -19,6 +19,9 @@ from .config import AdaptConfig
 from .errors import TrainingDivergedError
 from .images import prepare_references
 from .model import MetaGAN, Params
+
+if TYPE_CHECKING:
+    from .fast import FastPath
 
 StepCallback = Callable[[int, int, dict], None]
 
@@ -87,6 +90,14 @@ def trainable_names(model: MetaGAN, cfg: AdaptConfig) -> tuple[list[str], list[s
     if cfg.strategy == "modulation":
         return model.G.modulation_parameter_names(), d_train
     return g_all, d_train  # freeze_d
+
+
+def diverged_error(consecutive: int, step: int, cfg: AdaptConfig) -> TrainingDivergedError:
+    """The error for `consecutive` non-finite steps in a row ending at (1-based) `step`; shared with `fast.py`."""
+    return TrainingDivergedError(
+        f"adaptation diverged: {consecutive} steps in a row gave non-finite losses (at step "
+        f"{step}); lower the learning rate (lr_g={cfg.lr_g}, lr_d={cfg.lr_d}) or use the "
+        "'freeze_d' or 'modulation' strategy")
 
 
 @dataclass
@@ -217,10 +228,7 @@ class InnerLoop:
                 stats.rollbacks += 1
                 consecutive += 1
                 if consecutive > cfg.max_rollbacks:
-                    raise TrainingDivergedError(
-                        f"adaptation diverged: {consecutive} steps in a row gave non-finite losses (at step "
-                        f"{step + 1}); lower the learning rate (lr_g={cfg.lr_g}, lr_d={cfg.lr_d}) or use the "
-                        "'freeze_d' or 'modulation' strategy")
+                    raise diverged_error(consecutive, step + 1, cfg)
             stats.steps = step + 1
             if stats.steps % check_every == 0 or stats.steps == cfg.steps:
                 self.check_not_collapsed(g, stats.steps)
@@ -246,7 +254,8 @@ class AdaptResult:
 
 
 def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, generator: torch.Generator | None = None,
-          seed: int = 0, on_step: StepCallback | None = None, background=(1.0, 1.0, 1.0)) -> AdaptResult:
+          seed: int = 0, on_step: StepCallback | None = None, background=(1.0, 1.0, 1.0),
+          fast: FastPath | None = None) -> AdaptResult:
     """Adapt a (meta-learned) model to a few reference images of one character or style.
 
     Args:
@@ -256,6 +265,9 @@ def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, gene
         config: inner-loop settings; defaults to the ones the checkpoint was meta-trained with.
         generator: CPU `torch.Generator` for every random draw; `seed` seeds a fresh one if omitted.
         on_step: `on_step(step, total, stats)` after every step; raise from it to cancel.
+        fast: None (default) runs the reference inner loop; a `fast.FastPath` runs `fast.FastInnerLoop`
+            (foreach Adam and channels_last; on CUDA also CUDA graphs; bf16 when asked for). See
+            `meta_core/fast.py` for what each does and `tests/test_fast.py` for the tolerances.
     Returns:
         `AdaptResult(model, stats)`: a new `MetaGAN` with the adapted weights, and loss history.
 
@@ -272,7 +284,12 @@ def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, gene
         real = prepare_references(references, model.resolution, background).to(model.device).clone()
         g = {n: t.detach().clone() for n, t in model.g_params().items()}
         d = {n: t.detach().clone() for n, t in model.d_params().items()}
-        g, d, stats = InnerLoop(model, cfg).run(g, d, real, generator, on_step)
+        if fast is None:
+            loop = InnerLoop(model, cfg)
+        else:  # the explicitly chosen fast path
+            from .fast import FastInnerLoop
+            loop = FastInnerLoop(model, cfg, fast)
+        g, d, stats = loop.run(g, d, real, generator, on_step)
         base_hash = model.content_hash() if cfg.strategy == "modulation" else None
         provenance = dict(model.provenance, adapted={"references": int(real.shape[0]), "steps": cfg.steps,
                                                       "strategy": cfg.strategy, "seconds": round(stats.seconds, 3)})

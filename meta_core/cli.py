@@ -173,6 +173,12 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_bench_speed(args) -> int:
+    from . import bench_speed
+    bench_speed.run(args, log=lambda line: print(line, file=sys.stderr, flush=True), out=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_info(args) -> int:
     metadata = checkpoint.read_metadata(args.file)
     decoded = {}
@@ -208,6 +214,16 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"{value} must be a positive, finite number")
     return value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
+    return values
 
 
 def seed_int(text: str) -> int:
@@ -279,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build-tasks", add_help=False,
                        help="render DiceBear avatar styles into a task folder (see build-tasks --help)")
     b.set_defaults(func=None)
+
+    bs = sub.add_parser("bench-speed", help="speed of sampling, adaptation and meta-training: reference path, fast "
+                                           "path and a plain DCGAN, on one device")
+    bs.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    bs.add_argument("--resolutions", type=int_list, default=[64, 128], help="comma-separated (default 64,128)")
+    bs.add_argument("--batches", type=int_list, default=[1, 16, 1024], help="sampling batch sizes (default 1,16,1024)")
+    bs.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    bs.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parent.parent / "checkpoints" /
+                    "metagan_64.safetensors", help="the bundled configuration (default checkpoints/metagan_64.safetensors)")
+    bs.add_argument("--min-time", type=positive_float, default=1.0, help="seconds of timed calls per figure (default 1)")
+    bs.add_argument("--max-reps", type=positive_int, default=50, help="at most this many timed calls per figure")
+    bs.add_argument("--variants", action="store_true", help="also time the fast-path settings the auto choice leaves off")
+    bs.add_argument("--json", help="also write every figure to this JSON file")
+    bs.set_defaults(func=cmd_bench_speed)
 
     i = sub.add_parser("info", help="print a checkpoint's metadata and parameter summary")
     i.add_argument("file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -20,6 +20,9 @@ from .data import TaskSet, to_float
 from .errors import ConfigError, TrainingDivergedError
 from .model import MetaGAN, Params
 from .sampling import _splitmix64
+
+if TYPE_CHECKING:
+    from .fast import FastPath
 
 
 def derived_generator(*keys: int) -> torch.Generator:
@@ -94,14 +97,23 @@ class MetaStepStats:
 class MetaTrainer:
     """Owns theta (G and D weights as dicts) and advances it one outer step at a time."""
 
-    def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: MetaConfig, dist: Dist | None = None):
+    def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: MetaConfig, dist: Dist | None = None,
+                 fast: FastPath | None = None):
+        """`fast`: None (default) adapts the tasks one after another with the reference inner loop; a
+        `fast.FastPath` adapts a rank's tasks together through `fast.BatchedInnerLoop` (vmap) when its
+        `vmap_tasks` resolves to True, else one after another with `fast.FastInnerLoop`."""
         if len(tasks) == 0:
             raise ConfigError("meta-training needs at least one task")
         self.model = model
         self.tasks = tasks
         self.cfg = cfg
         self.dist = dist or Dist()
+        self.fast = None if fast is None else fast.resolve(model.device)
         self.loop = InnerLoop(model, cfg.inner)
+        self.task_loop = self.loop
+        if self.fast is not None and not self.fast.vmap_tasks:
+            from .fast import FastInnerLoop
+            self.task_loop = FastInnerLoop(model, cfg.inner, self.fast)
         self.theta_g = {n: t.detach().clone() for n, t in model.g_params().items()}
         self.theta_d = {n: t.detach().clone() for n, t in model.d_params().items()}
         self.step = model.meta_step
@@ -132,7 +144,11 @@ class MetaTrainer:
         """
         gen = derived_generator(self.cfg.seed, step, slot)
         support, query = self.task_batch(task, gen)
-        g, d, stats = self.loop.run(self.theta_g, self.theta_d, support, gen)
+        g, d, stats = self.task_loop.run(self.theta_g, self.theta_d, support, gen)
+        return self.contribution(g, d, stats, query, gen)
+
+    def contribution(self, g: Params, d: Params, stats, query: torch.Tensor, gen: torch.Generator):
+        """What an adapted task (g, d) adds to the outer update; FOMAML draws its query noise from `gen`."""
         if self.cfg.algorithm == "reptile":
             return ({n: g[n] - self.theta_g[n] for n in g}, {n: d[n] - self.theta_d[n] for n in d}, stats)
         gcfg = self.model.config.generator
@@ -150,13 +166,12 @@ class MetaTrainer:
         sum_d = {n: torch.zeros_like(t) for n, t in self.theta_d.items()}
         counters = torch.zeros(5, dtype=torch.float64)  # ok tasks, failed tasks, d_loss, g_loss, rollbacks
         last_error = ""
-        for slot in range(self.dist.rank, len(plan), self.dist.world):
-            try:
-                cg, cd, stats = self.task_contribution(step, slot, plan[slot])
-            except TrainingDivergedError as exc:
-                last_error = str(exc)
+        for outcome in self._outcomes(step, plan):
+            if isinstance(outcome, TrainingDivergedError):
+                last_error = str(outcome)
                 counters[1] += 1  # a diverged task contributes nothing; the others still count
                 continue
+            cg, cd, stats = outcome
             for n in sum_g:
                 if n in cg:
                     sum_g[n] += cg[n]
@@ -185,6 +200,19 @@ class MetaTrainer:
         return MetaStepStats(step=self.step, eps=eps, d_loss=float(counters[2]) / ok, g_loss=float(counters[3]) / ok,
                              rollbacks=int(counters[4]), failed_tasks=int(counters[1]),
                              seconds=time.perf_counter() - start)
+
+    def _outcomes(self, step: int, plan: list[int]):
+        """(G contribution, D contribution, stats) or the TrainingDivergedError of each of this rank's slots."""
+        slots = list(range(self.dist.rank, len(plan), self.dist.world))
+        if self.fast is not None and self.fast.vmap_tasks and slots:
+            from .fast import batched_task_contributions
+            yield from batched_task_contributions(self, step, slots, plan)
+            return
+        for slot in slots:
+            try:
+                yield self.task_contribution(step, slot, plan[slot])
+            except TrainingDivergedError as exc:
+                yield exc
 
     def check_theta(self) -> None:
         """Stop, rather than save a broken model, when theta went non-finite or G collapsed."""

@@ -16,6 +16,13 @@ from .config import DiscriminatorConfig, GeneratorConfig
 SQRT2 = math.sqrt(2.0)
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * SQRT2  # gain keeps activations at unit variance
 
@@ -95,6 +102,10 @@ class MappingNetwork(nn.Module):
                                     for i in range(layers))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, w_dim]
+        if _autocast_enabled(z.device.type):
+            # Mixed precision (the fast path's bf16 autocast) leaves the mapping in fp32, as StyleGAN2-ADA does.
+            with torch.autocast(z.device.type, enabled=False):
+                return self.forward(z.float())
         x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
         for layer in self.layers:
             x = layer(x)
@@ -115,6 +126,8 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, w)
         x = self.conv1(x, w)
         rgb = self.torgb(x, w)
+        if rgb.dtype in (torch.float16, torch.bfloat16):
+            rgb = rgb.float()  # mixed precision (the fast path's bf16 autocast): the RGB skip sum stays fp32
         img = rgb if img is None else F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + rgb
         return x, img
 

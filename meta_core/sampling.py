@@ -5,12 +5,15 @@ Latents come from CPU generators in fixed blocks of `LATENT_BLOCK`, block b of s
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .errors import ConfigError
 from .model import MetaGAN
+
+if TYPE_CHECKING:
+    from .fast import FastPath
 
 LATENT_BLOCK = 256
 W_AVG_SAMPLES = 4096
@@ -69,8 +72,16 @@ def default_chunk(resolution: int) -> int:
 
 @torch.no_grad()
 def synthesize(model: MetaGAN, z: torch.Tensor, truncation: float = 1.0, chunk_size: int | None = None,
-               on_chunk: Callable[[int, int], None] | None = None, w_avg: torch.Tensor | None = None) -> torch.Tensor:
-    """Images in [0, 1], [N, 3, R, R] float32 on the CPU, for latents z [N, z_dim], in chunks."""
+               on_chunk: Callable[[int, int], None] | None = None, w_avg: torch.Tensor | None = None,
+               fast: FastPath | None = None) -> torch.Tensor:
+    """Images in [0, 1], [N, 3, R, R] float32 on the CPU, for latents z [N, z_dim], in chunks.
+
+    `fast`: None (default) is this reference path; a `fast.FastPath` runs `fast.FastSampler` for this call
+    (keep a `FastSampler` yourself to reuse its CUDA graphs across calls).
+    """
+    if fast is not None:
+        from .fast import FastSampler
+        return FastSampler(model, fast).synthesize(z, truncation, chunk_size, on_chunk, w_avg)
     truncation = check_truncation(truncation)
     chunk = chunk_size or default_chunk(model.resolution)
     if truncation != 1.0 and w_avg is None:
@@ -88,15 +99,16 @@ def synthesize(model: MetaGAN, z: torch.Tensor, truncation: float = 1.0, chunk_s
 
 
 def sample(model: MetaGAN, seed: int, count: int, truncation: float = 1.0, *, start: int = 0,
-           chunk_size: int | None = None, on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           chunk_size: int | None = None, on_chunk: Callable[[int, int], None] | None = None,
+           fast: FastPath | None = None) -> torch.Tensor:
     """`count` images of `seed` (images start..start+count-1): [count, 3, R, R] in [0, 1] on the CPU.
 
-    `on_chunk(done, total)` runs after each chunk and may raise to cancel.
+    `on_chunk(done, total)` runs after each chunk and may raise to cancel. `fast`: see `synthesize`.
     """
     if not isinstance(count, int) or count < 1:
         raise ConfigError(f"count {count!r} must be a positive integer")
     z = latents(seed, start, count, model.config.generator.z_dim)
-    return synthesize(model, z, truncation, chunk_size, on_chunk)
+    return synthesize(model, z, truncation, chunk_size, on_chunk, fast=fast)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

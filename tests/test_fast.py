@@ -1,0 +1,364 @@
+"""Every fast path against its reference path (meta_core/fast.py).
+
+Tolerances (images in 0..1, parameters as stored):
+- foreach Adam, and the fast adaptation loop without channels_last on the CPU: bit-exact (same ops, same order).
+- fp32 fast paths (channels_last, windowed checks, CUDA graphs, vmap over tasks): parameters within
+  atol 1e-4 + rtol 1e-3 of the reference after a few steps at lr 0.01, images max |diff| <= 1e-3;
+  sampling max |diff| <= 1e-4. On CUDA TF32 is switched off for these comparisons.
+- bf16 sampling (`bf16_sample`): mean |diff| <= 5e-3 and max |diff| <= 0.1.
+- bf16 adaptation (`bf16_train`, off by default): mean image |diff| <= 0.03 and at most a quarter of the
+  mean change adaptation itself makes (measured 5-10 %).
+Tests run on `--device` (cpu by default); CUDA-graph tests skip on the CPU.
+"""
+import pytest
+import torch
+
+from meta_core import ConfigError, TrainingDivergedError, adapt, losses, sample
+from meta_core.adapt import AdamState, InnerLoop, adam_update, draw_step_noise
+from meta_core.config import AugmentConfig, LossConfig
+from meta_core.fast import (BatchedInnerLoop, FastInnerLoop, FastPath, FastSampler, adam_scalars, adam_step_)
+from meta_core.meta import MetaTrainer
+from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
+from tests.test_meta import meta_cfg, toy_tasks
+
+PARAM_ATOL, PARAM_RTOL = 1e-4, 1e-3
+IMAGE_MAX = 1e-3
+SAMPLE_MAX = 1e-4
+BF16_SAMPLE_MEAN, BF16_SAMPLE_MAX = 5e-3, 0.1
+BF16_ADAPT_MEAN, BF16_ADAPT_RATIO = 0.03, 0.25
+
+# Fast-path variants that stay in fp32 (CUDA graphs only where there is CUDA).
+FP32_VARIANTS = {
+    "auto": dict(),
+    "no_channels_last": dict(channels_last=False),
+    "plain_adam_window3": dict(foreach=False, check_every=3),
+}
+
+
+@pytest.fixture
+def fp32(device):
+    """No TF32 on CUDA while comparing fp32 paths (TF32 rounding would swamp the differences under test)."""
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def fp32_fast(device, **changes) -> FastPath:
+    return FastPath(bf16_sample=False, bf16_train=False, **changes)
+
+
+def assert_params_close(a, b, atol=PARAM_ATOL, rtol=PARAM_RTOL):
+    for (name, p), (_, q) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items())):
+        torch.testing.assert_close(p.cpu(), q.cpu(), atol=atol, rtol=rtol, msg=name)
+
+
+def image_diff(a, b, seed=11, count=8):
+    return (sample(a, seed, count) - sample(b, seed, count)).abs()
+
+
+# --- Adam ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("tensor_scalars", [False, True])
+def test_in_place_adam_equals_functional_adam_bit_for_bit(foreach, tensor_scalars):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3, 3, 3), (7,), (5, 2)]
+    params = {f"p{i}": torch.randn(s, generator=gen) for i, s in enumerate(shapes)}
+    state = AdamState.zeros(params, list(params))
+    mine = [t.clone() for t in params.values()]
+    m = [torch.zeros_like(t) for t in mine]
+    v = [torch.zeros_like(t) for t in mine]
+    cfg = tiny_adapt(lr_d=0.003, betas=(0.5, 0.99))
+    table = adam_scalars(cfg, 5)
+    for t in range(1, 6):
+        grads = {n: torch.randn(p.shape, generator=gen) for n, p in params.items()}
+        params, state = adam_update(params, grads, state, cfg.lr_d, cfg.betas)
+        step_size, bc2 = (table[t, 0], table[t, 1]) if tensor_scalars else (float(table[t, 0]), float(table[t, 1]))
+        adam_step_(mine, list(grads.values()), m, v, step_size, bc2, cfg.betas, foreach=foreach)
+    for ref, got in zip(params.values(), mine):
+        assert torch.equal(ref, got)
+
+
+# --- options ---------------------------------------------------------------------------------------------
+
+def test_options_resolve_per_device_and_refuse_cuda_only_ones_elsewhere():
+    cpu = FastPath().resolve("cpu")
+    assert (cpu.channels_last, cpu.foreach, cpu.bf16_sample, cpu.bf16_train, cpu.cuda_graph, cpu.vmap_tasks,
+            cpu.check_every) == (True, True, False, False, False, False, 1)
+    cuda = FastPath().resolve("cuda")
+    assert (cuda.bf16_sample, cuda.bf16_train, cuda.cuda_graph, cuda.vmap_tasks, cuda.check_every) == \
+        (True, False, True, True, None)
+    assert FastPath(bf16_sample=True, vmap_tasks=True).resolve("cpu").bf16_sample  # allowed: CPU autocast
+    with pytest.raises(ConfigError, match="cuda_graph=True needs a CUDA device"):
+        FastPath(cuda_graph=True).resolve("cpu")
+    with pytest.raises(ConfigError, match="check_every"):
+        FastPath(check_every=0)
+    assert "channels_last+foreach" in cpu.describe()
+
+
+# --- adaptation --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["full", "freeze_d", "modulation"])
+def test_fast_adaptation_without_channels_last_is_exact_on_cpu(strategy):
+    model, refs = tiny_model(16), random_images(5, 16)
+    cfg = tiny_adapt(steps=5, strategy=strategy, lr_g=0.01, lr_d=0.01)
+    ref = adapt(model, refs, cfg, seed=7)
+    fast = adapt(model, refs, cfg, seed=7, fast=FastPath(channels_last=False, check_every=2))
+    assert params_equal(ref.model.g_params(), fast.model.g_params())
+    assert params_equal(ref.model.d_params(), fast.model.d_params())
+    assert ref.stats.d_loss == fast.stats.d_loss and ref.stats.g_loss == fast.stats.g_loss
+    assert ref.stats.r1 == fast.stats.r1 and fast.stats.steps == 5
+
+
+@pytest.mark.parametrize("variant", sorted(FP32_VARIANTS))
+@pytest.mark.parametrize("strategy", ["full", "modulation"])
+def test_fast_adaptation_matches_reference(device, fp32, variant, strategy):
+    model, refs = tiny_model(16, device=device), random_images(5, 16)
+    cfg = tiny_adapt(steps=6, strategy=strategy, lr_g=0.01, lr_d=0.01)
+    ref = adapt(model, refs, cfg, seed=3)
+    fast = adapt(model, refs, cfg, seed=3, fast=fp32_fast(device, **FP32_VARIANTS[variant]))
+    assert_params_close(ref.model, fast.model)
+    assert float(image_diff(ref.model, fast.model).max()) <= IMAGE_MAX
+    assert fast.stats.steps == 6 and fast.stats.rollbacks == 0
+    torch.testing.assert_close(torch.tensor(fast.stats.d_loss), torch.tensor(ref.stats.d_loss), atol=1e-4, rtol=1e-3)
+    for name, p in fast.model.G.named_parameters():
+        assert p.is_contiguous(), name  # the caller gets the ordinary layout back
+
+
+def test_fast_adaptation_leaves_the_model_and_the_reference_path_alone(device):
+    model, refs = tiny_model(16, device=device), random_images(4, 16)
+    before_hash, before_images = model.content_hash(), sample(model, 2, 4)
+    reference = adapt(model, refs, tiny_adapt(), seed=1).model
+    adapt(model, refs, tiny_adapt(), seed=1, fast=FastPath())
+    FastSampler(model).sample(2, 4)
+    assert model.content_hash() == before_hash
+    assert torch.equal(sample(model, 2, 4), before_images)
+    again = adapt(model, refs, tiny_adapt(), seed=1).model
+    if device.type == "cpu":
+        assert again.content_hash() == reference.content_hash()
+    else:  # cuDNN backward kernels are not bit-deterministic from run to run
+        assert_params_close(again, reference)
+
+
+def poison_step(monkeypatch, model, refs, cfg, seed, bad_steps):
+    """Make the G loss non-finite at the given steps, as a function of that step's noise (so a re-run of the
+    step is non-finite again, as a real divergence would be, and it works inside a CUDA graph)."""
+    gen = torch.Generator().manual_seed(seed)
+    gcfg = model.config.generator
+    z_bad = [draw_step_noise(gen, refs.shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution,
+                             cfg.augment.probability).z_g for _ in range(cfg.steps)]
+    z_bad = torch.stack([z_bad[s] for s in bad_steps]).to(model.device)
+    original = InnerLoop.g_grads
+
+    def g_grads(self, g, d, noise, names, device):
+        grads, loss = original(self, g, d, noise, names, device)
+        hit = (noise.z_g.to(device)[None] == z_bad).flatten(1).all(dim=1).any()
+        poison = torch.where(hit, torch.full((), float("nan"), device=device), torch.ones((), device=device))
+        return grads, loss * poison
+
+    monkeypatch.setattr(InnerLoop, "g_grads", g_grads)
+
+
+@pytest.mark.parametrize("check_every", [1, 2, 12])
+def test_fast_rollback_matches_reference(device, fp32, monkeypatch, check_every):
+    model, refs = tiny_model(16, device=device), random_images(4, 16)
+    cfg = tiny_adapt(steps=12, lr_g=0.01, lr_d=0.01)  # collapse checks every 3 steps: windows of up to 3
+    poison_step(monkeypatch, model, refs * 2 - 1, cfg, 5, bad_steps=[1, 4])
+    ref = adapt(model, refs, cfg, seed=5)
+    fast = adapt(model, refs, cfg, seed=5, fast=fp32_fast(device, check_every=check_every))
+    assert ref.stats.rollbacks == fast.stats.rollbacks == 2
+    assert_params_close(ref.model, fast.model)
+    assert [x != x for x in ref.stats.g_loss] == [x != x for x in fast.stats.g_loss]
+
+
+def test_fast_path_gives_up_like_the_reference(device, monkeypatch):
+    model, refs = tiny_model(16, device=device), random_images(2, 16)
+    cfg = tiny_adapt(steps=8, max_rollbacks=2)
+    poison_step(monkeypatch, model, refs * 2 - 1, cfg, 0, bad_steps=[2, 3, 4, 5])
+    with pytest.raises(TrainingDivergedError) as ref:
+        adapt(model, refs, cfg, seed=0)
+    with pytest.raises(TrainingDivergedError) as fast:
+        adapt(model, refs, cfg, seed=0, fast=FastPath(check_every=4))
+    assert str(ref.value) == str(fast.value) and "3 steps in a row" in str(fast.value) and "at step 5" in str(fast.value)
+
+
+def test_fast_path_stops_on_a_collapsed_generator(device):
+    model = tiny_model(16, device=device)
+    with torch.no_grad():
+        for name, p in model.G.named_parameters():
+            if ".torgb." in name:
+                p.zero_()
+    with pytest.raises(TrainingDivergedError, match="collapsed at step 1"):
+        adapt(model, random_images(2, 16), tiny_adapt(steps=4, lr_g=0.0, lr_d=0.0), seed=0, fast=FastPath())
+
+
+def test_fast_on_step_sees_every_step_and_can_cancel(device):
+    model = tiny_model(16, device=device)
+    before = model.content_hash()
+    seen = []
+
+    class Cancelled(Exception):
+        pass
+
+    def on_step(step, total, stats):
+        seen.append((step, total))
+        assert {"d_loss", "g_loss", "r1", "rollbacks", "aug_probability"} <= set(stats)
+        assert stats["preview"](torch.randn(2, 16)).shape == (2, 3, 16, 16)
+        if step == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        adapt(model, random_images(3, 16), tiny_adapt(steps=8), seed=0, on_step=on_step,
+              fast=FastPath(check_every=2))
+    assert seen == [(1, 8), (2, 8), (3, 8)]
+    assert model.content_hash() == before
+
+
+def test_fast_adaptive_augmentation_matches_reference(device, fp32):
+    model, refs = tiny_model(16, device=device), random_images(3, 16)
+    cfg = tiny_adapt(steps=4, augment=AugmentConfig(probability=0.5, adaptive=True, speed=0.1))
+    ref = adapt(model, refs, cfg, seed=0)
+    fast = adapt(model, refs, cfg, seed=0, fast=fp32_fast(device))
+    assert fast.stats.aug_probability == ref.stats.aug_probability != 0.5
+    assert_params_close(ref.model, fast.model)
+
+
+def test_fast_adaptation_under_inference_mode(device):
+    refs = random_images(3, 16)
+    normal = adapt(tiny_model(16, device=device), refs, tiny_adapt(), seed=2, fast=FastPath())
+    with torch.inference_mode():
+        inside = adapt(tiny_model(16, device=device), refs, tiny_adapt(), seed=2, fast=FastPath())
+    assert_params_close(normal.model, inside.model)
+
+
+def test_bf16_adaptation_within_its_tolerance(device):
+    model, refs = tiny_model(16, device=device), random_images(5, 16)
+    cfg = tiny_adapt(steps=4, lr_g=0.01, lr_d=0.01)
+    ref = adapt(model, refs, cfg, seed=3).model
+    fast = adapt(model, refs, cfg, seed=3, fast=FastPath(bf16_train=True)).model
+    diff = float(image_diff(ref, fast).mean())
+    change = float(image_diff(ref, model).mean())
+    assert diff <= BF16_ADAPT_MEAN and diff <= BF16_ADAPT_RATIO * change, (diff, change)
+
+
+# --- CUDA graphs -------------------------------------------------------------------------------------------
+
+def cuda_only(device):
+    if device.type != "cuda":
+        pytest.skip("CUDA graphs need --device cuda")
+
+
+def test_cuda_graph_adaptation_matches_eager_fast_path(device, fp32):
+    cuda_only(device)
+    model, refs = tiny_model(16, device=device), random_images(5, 16)
+    cfg = tiny_adapt(steps=9, lr_g=0.01, lr_d=0.01, loss=LossConfig(r1_interval=3))  # graphs with and without R1
+    eager = adapt(model, refs, cfg, seed=4, fast=fp32_fast(device, cuda_graph=False)).model
+    graph = adapt(model, refs, cfg, seed=4, fast=fp32_fast(device, cuda_graph=True))
+    assert graph.stats.steps == 9
+    assert_params_close(eager, graph.model, atol=1e-5, rtol=1e-4)
+    ref = adapt(model, refs, cfg, seed=4).model
+    assert float(image_diff(ref, graph.model).max()) <= IMAGE_MAX
+
+
+def test_cuda_graph_loop_captures_two_graphs_and_replays_them(device, monkeypatch):
+    cuda_only(device)
+    model = tiny_model(16, device=device)
+    cfg = tiny_adapt(steps=8, loss=LossConfig(r1_interval=4))
+    captured = []
+    original = FastInnerLoop._launch
+
+    def launch(self, st, step):
+        original(self, st, step)
+        captured.append(len(st.graphs))
+
+    monkeypatch.setattr(FastInnerLoop, "_launch", launch)
+    real = random_images(4, 16).to(device) * 2 - 1
+    FastInnerLoop(model, cfg, FastPath()).run(model.g_params(), model.d_params(), real, torch.Generator().manual_seed(0))
+    assert captured == [0, 0, 1, 1, 2, 2, 2, 2]  # R1 at 0 and 4: warm-ups at 0 and 1, captures at 2 and 4
+
+
+# --- sampling ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", [dict(), dict(channels_last=False), dict(cuda_graph=False)])
+def test_fast_sampler_matches_reference(device, fp32, variant):
+    if device.type != "cuda" and variant.get("cuda_graph") is False:
+        pytest.skip("same as the default on the CPU")
+    model = tiny_model(16, device=device)
+    sampler = FastSampler(model, fp32_fast(device, **variant))
+    ref = sample(model, 9, 12)
+    for _ in range(3):  # first call warms up / captures, later calls replay
+        got = sampler.sample(9, 12, chunk_size=5)
+        assert got.shape == ref.shape and got.device.type == "cpu"
+        assert float((got - ref).abs().max()) <= SAMPLE_MAX
+    assert float((sampler.sample(9, 2, start=10) - ref[10:]).abs().max()) <= SAMPLE_MAX
+    trunc = sample(model, 3, 6, truncation=0.5)
+    assert float((sampler.sample(3, 6, truncation=0.5) - trunc).abs().max()) <= SAMPLE_MAX
+    assert float((sample(model, 9, 12, fast=fp32_fast(device, **variant)) - ref).abs().max()) <= SAMPLE_MAX
+
+
+def test_fast_sampler_reports_chunks_and_can_cancel(device):
+    sampler = FastSampler(tiny_model(16, device=device))
+    seen = []
+    sampler.sample(0, 10, chunk_size=4, on_chunk=lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+    with pytest.raises(KeyboardInterrupt):
+        sampler.sample(0, 10, chunk_size=4, on_chunk=lambda done, total: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(ConfigError, match="count"):
+        sampler.sample(0, 0)
+
+
+def test_bf16_sampling_within_its_tolerance(device):
+    model = tiny_model(32, device=device)
+    ref = sample(model, 4, 16)
+    got = FastSampler(model, FastPath(bf16_sample=True)).sample(4, 16)
+    diff = (got - ref).abs()
+    assert float(diff.mean()) <= BF16_SAMPLE_MEAN and float(diff.max()) <= BF16_SAMPLE_MAX
+
+
+# --- meta-training: vmap over tasks --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inner", [dict(), dict(loss=LossConfig(r1_interval=1)), dict(strategy="freeze_d")])
+def test_batched_inner_loop_equals_one_task_at_a_time(device, fp32, inner):
+    """R1 (double backward) and minibatch-std under vmap; tasks with different numbers of images."""
+    model = tiny_model(16, device=device)
+    assert model.config.discriminator.mbstd
+    cfg = tiny_adapt(steps=3, lr_g=0.01, lr_d=0.01, **inner)
+    reals = [random_images(k, 16, seed=k).to(device) * 2 - 1 for k in (3, 5, 4)]
+    gens = [torch.Generator().manual_seed(100 + j) for j in range(3)]
+    batched = BatchedInnerLoop(model, cfg, FastPath(vmap_tasks=True, bf16_train=False)).run(
+        model.g_params(), model.d_params(), reals, gens)
+    for j, real in enumerate(reals):
+        gen = torch.Generator().manual_seed(100 + j)
+        g, d, stats = InnerLoop(model, cfg).run(model.g_params(), model.d_params(), real, gen)
+        assert torch.equal(gens[j].get_state(), gen.get_state())  # the same draws from each task's generator
+        bg, bd, bstats = batched[j]
+        for name in g:
+            torch.testing.assert_close(bg[name], g[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
+        for name in d:
+            torch.testing.assert_close(bd[name], d[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
+        torch.testing.assert_close(torch.tensor(bstats.r1), torch.tensor(stats.r1), atol=1e-4, rtol=1e-3)
+        assert bstats.steps == stats.steps and bstats.rollbacks == stats.rollbacks == 0
+
+
+@pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
+@pytest.mark.parametrize("vmap_tasks", [True, False])
+def test_fast_meta_step_matches_reference(device, fp32, algorithm, vmap_tasks):
+    cfg = meta_cfg(algorithm, steps=2, meta_batch=3)
+    ref = MetaTrainer(tiny_model(16, device=device), toy_tasks(), cfg).run()
+    fast = MetaTrainer(tiny_model(16, device=device), toy_tasks(), cfg,
+                       fast=fp32_fast(device, vmap_tasks=vmap_tasks)).run()
+    assert_params_close(ref, fast)
+    assert fast.meta_step == ref.meta_step == 2
+
+
+def test_batched_meta_step_with_every_task_diverging_raises(monkeypatch):
+    monkeypatch.setattr(losses, "d_loss", lambda real, fake, *a: (real.mean() + fake.mean()) * float("nan"))
+    cfg = meta_cfg(steps=1, inner=tiny_adapt(steps=3, max_rollbacks=1))
+    with pytest.raises(TrainingDivergedError, match="every task diverged"):
+        MetaTrainer(tiny_model(16), toy_tasks(), cfg, fast=FastPath(vmap_tasks=True)).run()
