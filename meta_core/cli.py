@@ -78,9 +78,14 @@ def cmd_train(args) -> int:
                             strategy=args.strategy)
         cfg = MetaConfig(algorithm=args.algorithm, steps=args.steps or MetaConfig.steps, meta_batch=args.meta_batch,
                          support_size=args.support, seed=args.seed, inner=inner)
-        model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
-                                               channel_max=args.channel_max)
-        model = MetaGAN.create(model_cfg, seed=args.seed).to(device)
+        if args.init:  # e.g. a pooled-pretrained model: meta-learning builds on it
+            start = checkpoint.load(args.init, device)
+            model = start.with_params(start.g_params(), start.d_params(), meta_config=None, meta_step=0,
+                                      provenance={"init": {"file": str(args.init), **start.provenance}})
+        else:
+            model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                                   channel_max=args.channel_max)
+            model = MetaGAN.create(model_cfg, seed=args.seed).to(device)
     exclude = tuple(s for s in (args.exclude or "").split(",") if s)
     if args.tasks:
         tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
@@ -95,6 +100,7 @@ def cmd_train(args) -> int:
         "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
         "hardware": {**hardware(device), "world_size": dist.world},
         "algorithm": cfg.algorithm,
+        **({"init": model.provenance.get("init")} if "init" in model.provenance else {}),
     }
 
     def write(final: bool = False) -> None:
@@ -136,6 +142,32 @@ def cmd_train(args) -> int:
     if dist.active:
         import torch.distributed
         torch.distributed.destroy_process_group()
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from .pretrain import pretrain
+
+    device = resolve_device(args.device)
+    exclude = tuple(x for x in (args.exclude or "").split(",") if x)
+    cfg = AdaptConfig(steps=args.steps, lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, strategy="full")
+    model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                                      channel_max=args.channel_max), seed=args.seed).to(device)
+    tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
+    bar = ProgressBar(args.steps, label="pretrain", log_every=args.log_every)
+    started = time.perf_counter()
+    provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
+                  "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
+                  "hardware": hardware(device)}
+
+    def on_chunk(done, total, current):
+        bar.update(done)
+        current.provenance = {**provenance, "steps": done, "wall_seconds": round(time.perf_counter() - started, 1)}
+        checkpoint.save(dataclasses.replace(current, adapt_defaults=dataclasses.replace(cfg, steps=10)), args.out)
+
+    pretrain(model, tasks, cfg, args.steps, seed=args.seed, chunk=args.chunk, on_chunk=on_chunk)
+    bar.close()
+    print(f"wrote {args.out} ({args.steps} pooled steps)")
     return 0
 
 
@@ -251,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clusters", type=positive_int, default=16, help="pseudo-tasks for --unlabeled (default 16)")
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors), also written periodically")
     t.add_argument("--resume", help="continue the run stored in this checkpoint")
+    t.add_argument("--init", help="start from this checkpoint's weights and architecture (e.g. from `pretrain`)")
     t.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
     t.add_argument("--steps", type=positive_int, help=f"outer steps in total (default {MetaConfig.steps})")
     t.add_argument("--algorithm", choices=ALGORITHMS, default="reptile")
@@ -270,6 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
     common(t)
     t.set_defaults(func=cmd_train)
+
+    pt = sub.add_parser("pretrain", help="plain GAN training on the pooled images of every task (no meta-learning)")
+    pt.add_argument("--tasks", required=True, help="folder with one sub-folder of images per task")
+    pt.add_argument("--out", required=True, help="checkpoint to write; rewritten after every chunk")
+    pt.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
+    pt.add_argument("--steps", type=positive_int, default=5000)
+    pt.add_argument("--chunk", type=positive_int, default=250, help="steps between checkpoints")
+    pt.add_argument("--lr", type=positive_float, default=AdaptConfig.lr_g)
+    pt.add_argument("--batch-size", type=positive_int, default=16)
+    pt.add_argument("--channel-base", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_base)
+    pt.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
+    pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
+    pt.add_argument("--limit-per-task", type=positive_int)
+    pt.add_argument("--log-every", type=float, default=30.0)
+    common(pt)
+    pt.set_defaults(func=cmd_pretrain)
 
     a = sub.add_parser("adapt", help="adapt a checkpoint to a folder of reference images")
     a.add_argument("--checkpoint", required=True)
@@ -292,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=cmd_sample)
 
-    b = sub.add_parser("build-tasks", add_help=False,
-                       help="render DiceBear avatar styles into a task folder (see build-tasks --help)")
-    b.set_defaults(func=None)
+    # Sub-commands with their own parsers, dispatched in main() before this parser runs.
+    for name, text in DELEGATED_HELP.items():
+        sub.add_parser(name, add_help=False, help=text).set_defaults(func=None)
 
     bs = sub.add_parser("bench-speed", help="speed of sampling, adaptation and meta-training: reference path, fast "
                                            "path and a plain DCGAN, on one device")
@@ -316,11 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DELEGATED_HELP = {
+    "build-tasks": "render DiceBear avatar styles into a task folder (see build-tasks --help)",
+    "bench-quality": "few-shot quality benchmark on held-out styles against baselines (see bench-quality --help)",
+    "train-evaluator": "train the fixed evaluator network used for FD/KID (see train-evaluator --help)",
+}
+
+
+def delegated(name: str):
+    if name == "build-tasks":
+        from . import dicebear
+        return dicebear.main
+    if name == "bench-quality":
+        from . import bench_quality
+        return bench_quality.main
+    from . import evaluator
+    return evaluator.main
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["build-tasks"]:
-        from . import dicebear  # its own parser: python -m meta_core build-tasks --help
-        return dicebear.main(argv[1:])
+    if argv[:1] and argv[0] in DELEGATED_HELP:
+        return delegated(argv[0])(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

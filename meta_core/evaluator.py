@@ -141,7 +141,7 @@ def train_evaluator(folders: list[str], out: str, epochs: int = 4, batch: int = 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m meta_core.evaluator", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m meta_core train-evaluator", description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", required=True, help="folders with one sub-folder of images per style")
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=4)

@@ -117,3 +117,18 @@ def test_two_process_torchrun_equals_one_process(trained, tmp_path):
     a, b = checkpoint.load(one).state_dict(), checkpoint.load(two).state_dict()
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_pretrain_then_meta_train_from_it(trained, tmp_path):
+    _, tasks, _ = trained
+    pre = tmp_path / "pre.safetensors"
+    run("pretrain", "--tasks", tasks, "--out", pre, "--steps", "3", "--chunk", "2", "--resolution", "16",
+        "--channel-base", "256", "--channel-max", "16", "--batch-size", "4", "--device", "cpu")
+    meta = checkpoint.read_metadata(pre)
+    assert '"steps": 3' in meta["provenance"] and meta["meta_step"] == "0"
+    out = tmp_path / "m.safetensors"
+    run("train", "--tasks", tasks, "--init", pre, "--out", out, "--steps", "1", "--inner-steps", "1", "--meta-batch",
+        "2", "--batch-size", "4", "--support", "3", "--device", "cpu")
+    meta = checkpoint.read_metadata(out)
+    assert meta["meta_step"] == "1" and '"init"' in meta["provenance"]
+    assert checkpoint.load(out).config == checkpoint.load(pre).config
