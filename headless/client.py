@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -322,6 +323,12 @@ def _safe_destination(output_dir: str, subfolder: str, filename: str) -> str:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def download_outputs(client: ComfyClient, outputs: Mapping, output_dir: str) -> list[str]:
     """Download every ``type == "output"`` file listed in a history entry's outputs; never overwrites."""
     saved = []
@@ -333,7 +340,15 @@ def download_outputs(client: ComfyClient, outputs: Mapping, output_dir: str) -> 
                 dest = _safe_destination(output_dir, item.get("subfolder") or "", item["filename"])
                 data = client.view(item["filename"], item.get("subfolder") or "", "output")
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
-                with open(dest, "wb") as f:
-                    f.write(data)
+                fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(dest))
+                try:  # atomic: a failed write leaves no half file under the output name
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.chmod(tmp, 0o666 & ~_umask())
+                    os.replace(tmp, dest)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
                 saved.append(dest)
     return saved

@@ -110,6 +110,8 @@ def load_workflow(path: str | os.PathLike) -> LoadedWorkflow:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
+    except (ValueError, RecursionError) as exc:  # a number of 4300+ digits, or absurdly deep nesting
+        raise _fail(f"{path} cannot be read as a workflow ({type(exc).__name__}: {str(exc)[:100]}).") from None
     kind = detect_format(data)
     return LoadedWorkflow(kind, data if kind == "ui" else _unwrap_api(data), path)
 
@@ -157,11 +159,22 @@ def _parse_links(raw: Any, problems: list[Problem]) -> dict[Any, _Link]:
             else:
                 link = _Link(entry[0], entry[1], int(entry[2]), entry[3], int(entry[4]),
                              entry[5] if len(entry) > 5 else None)
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
             problems.append(Problem("invalid_workflow", f"malformed link entry {json.dumps(entry)[:80]}."))
             continue
         links[_key(link.id)] = link
     return links
+
+
+def _mapping(value: Any) -> Mapping:
+    """`value` if it is an object, else an empty one: optional parts of a file may be anything."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _slots(node: Mapping) -> list[Mapping]:
+    """A UI node's input slots that are objects (a malformed 'inputs' counts as none)."""
+    slots = node.get("inputs")
+    return [s for s in slots if isinstance(s, Mapping)] if isinstance(slots, list) else []
 
 
 def _key(node_or_link_id: Any) -> str:
@@ -170,7 +183,8 @@ def _key(node_or_link_id: Any) -> str:
 
 
 def _sort_key(node_id: str) -> tuple:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    # isdecimal, not isdigit: int() reads every decimal digit ("٣") but no superscript ("²"); short: no 4300-digit int
+    return (0, int(node_id), "") if node_id.isdecimal() and len(node_id) < 100 else (1, 0, node_id)
 
 
 def _widget_layout(d: NodeDef) -> list[str | None]:
@@ -234,9 +248,11 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
             continue
         nodes[nid] = node
 
-    subgraph_ids = {_key(s.get("id")) for s in ((workflow.get("definitions") or {}).get("subgraphs") or [])
+    definitions, extra = _mapping(workflow.get("definitions")), _mapping(workflow.get("extra"))
+    subgraphs = definitions.get("subgraphs")
+    subgraph_ids = {_key(s.get("id")) for s in (subgraphs if isinstance(subgraphs, list) else [])
                     if isinstance(s, Mapping)}
-    group_nodes = set(((workflow.get("extra") or {}).get("groupNodes") or {}).keys())
+    group_nodes = {_key(k) for k in _mapping(extra.get("groupNodes"))}
 
     def title_of(nid: str) -> str:
         node = nodes[nid]
@@ -291,10 +307,10 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
         elif values is not None:
             problem("invalid_workflow", "'widgets_values' must be a list or an object.")
 
-        for slot in node.get("inputs") or []:
-            if not isinstance(slot, Mapping) or slot.get("link") is None:
+        for slot in _slots(node):
+            if slot.get("link") is None:
                 continue
-            name = (slot.get("widget") or {}).get("name") or slot.get("name")
+            name = _mapping(slot.get("widget")).get("name") or slot.get("name")
             if not isinstance(name, str):
                 problem("invalid_workflow", "an input slot has no name.")
                 continue
@@ -345,7 +361,7 @@ def _resolve_link(link_id: Any, want_type: Any, input_name: str, nodes: Mapping[
             problem("link_to_missing_node", f"input {input_name!r} is linked to node {link.origin_id}, which is "
                     "not in the workflow.")
             return None
-        origin_inputs = [s for s in (origin.get("inputs") or []) if isinstance(s, Mapping)]
+        origin_inputs = _slots(origin)
         if origin.get("mode", 0) == MODE_BYPASS:
             candidates = [link.origin_slot] + list(range(len(origin_inputs)))
             index = next((i for i in candidates if 0 <= i < len(origin_inputs)

@@ -6,7 +6,8 @@ output/input type mismatch (ComfyUI's comma-separated type matching), a value th
 converted to INT/FLOAT/STRING/BOOLEAN, a value out of an INT/FLOAT ``min``/``max``, a COMBO value
 not in its list, and the node's own ``VALIDATE_INPUTS`` (which, as in ComfyUI, replaces the
 built-in value checks of the inputs it names). Added here: dependency cycles, absurdly large
-graphs, and inputs the node does not declare (a warning).
+graphs, non-finite FLOAT values (NaN passes every min/max comparison), and inputs the node does not
+declare (a warning).
 
 ComfyUI validates only the nodes that feed an output node; problems in the other nodes are
 warnings here unless ``strict=True`` (use it for workflows you ship).
@@ -14,6 +15,7 @@ warnings here unless ``strict=True`` (use it for workflows you ship).
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +57,8 @@ def is_link(value: Any) -> bool:
 
 def node_links(entry: Mapping) -> Iterator[tuple[str, str, Any]]:
     """``(input_name, origin_id, slot)`` for every well-formed link input of a prompt entry."""
-    for name, value in (entry.get("inputs") or {}).items():
+    inputs = entry.get("inputs")
+    for name, value in (inputs.items() if isinstance(inputs, Mapping) else ()):
         if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and not isinstance(value[0], bool):
             yield name, str(value[0]), value[1]
 
@@ -63,7 +66,8 @@ def node_links(entry: Mapping) -> Iterator[tuple[str, str, Any]]:
 def node_title(prompt: Mapping, node_id: str, node_defs: Mapping[str, NodeDef]) -> str:
     """The title a user sees for a node: its ``_meta.title``, else its type's display name."""
     entry = prompt.get(node_id) or {}
-    title = ((entry.get("_meta") or {}).get("title")) if isinstance(entry, Mapping) else None
+    meta = entry.get("_meta") if isinstance(entry, Mapping) else None
+    title = meta.get("title") if isinstance(meta, Mapping) else None
     if title:
         return str(title)
     class_type = entry.get("class_type") if isinstance(entry, Mapping) else None
@@ -99,8 +103,8 @@ def validate_prompt(prompt: Mapping, node_defs: Mapping[str, NodeDef], *, check_
     if len(prompt) > MAX_NODES:
         result.problems.append(Problem("graph_too_large", f"the workflow has {len(prompt)} nodes; at most {MAX_NODES} are accepted."))
         return result
-    n_links = sum(1 for e in prompt.values() if isinstance(e, Mapping)
-                  for v in (e.get("inputs") or {}).values() if isinstance(v, list))
+    n_links = sum(1 for e in prompt.values() if isinstance(e, Mapping) and isinstance(e.get("inputs"), Mapping)
+                  for v in e["inputs"].values() if isinstance(v, list))
     if n_links > MAX_LINKS:
         result.problems.append(Problem("graph_too_large", f"the workflow has {n_links} links; at most {MAX_LINKS} are accepted."))
         return result
@@ -221,6 +225,9 @@ def _validate_node(nid: str, entry: dict, d: NodeDef, work: Mapping[str, dict], 
             inputs[name] = value
         if not check_values or name in validate_args or d.validate_has_kwargs:
             continue
+        if input_type == "FLOAT" and isinstance(value, float) and not math.isfinite(value):
+            add("invalid_input_type", f"input {name!r}: {value!r} is not a finite number; give a number.")
+            continue
         if "min" in options and _lt(value, options["min"]):
             add("value_smaller_than_min", f"input {name!r}: {value!r} is smaller than the minimum {options['min']}.")
             continue
@@ -270,7 +277,8 @@ def _run_custom_validation(entry: dict, d: NodeDef, received_types: dict, add) -
 
 
 def _sort_key(node_id: str) -> tuple:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    # isdecimal, not isdigit: int() reads every decimal digit ("٣") but no superscript ("²"); short: no 4300-digit int
+    return (0, int(node_id), "") if node_id.isdecimal() and len(node_id) < 100 else (1, 0, node_id)
 
 
 def _cycles(work: Mapping[str, dict]) -> list[list[str]]:

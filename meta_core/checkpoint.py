@@ -6,6 +6,7 @@ Every way a file can be wrong raises its own `CheckpointError` subclass naming t
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -58,6 +59,9 @@ def read_header(path) -> tuple[dict, dict]:
         raise NotSafetensorsError(path, "is a folder, not a checkpoint file") from None
     except FileNotFoundError:
         raise NotSafetensorsError(path, "does not exist: check the path") from None
+    except (OSError, ValueError) as exc:  # no permission, an I/O error, a NUL in the name
+        raise NotSafetensorsError(path, f"cannot be read ({exc.__class__.__name__}: {exc}): check the file and "
+                                        "its permissions") from None
     if not raw.lstrip().startswith(b"{"):
         raise NotSafetensorsError(path, "does not start with a safetensors header: choose a .safetensors file "
                                         "written by MetaGAN")
@@ -66,7 +70,7 @@ def read_header(path) -> tuple[dict, dict]:
                                              "while copying or downloading; copy it again")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, 4300+ digit numbers, absurd nesting
         raise CorruptCheckpointError(path, f"the safetensors header is not valid JSON ({exc}); the file is "
                                            "damaged: copy it again") from None
     if not isinstance(header, dict):
@@ -95,13 +99,16 @@ def read_header(path) -> tuple[dict, dict]:
     return header, metadata
 
 
-def _load_tensors(path) -> tuple[dict[str, torch.Tensor], dict]:
-    _, metadata = read_header(path)
+def _read_tensors(path) -> dict[str, torch.Tensor]:
     try:
-        tensors = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise CorruptCheckpointError(path, f"safetensors could not read it ({exc}); the file is damaged") from None
-    return tensors, metadata
+
+
+def _load_tensors(path) -> tuple[dict[str, torch.Tensor], dict]:
+    _, metadata = read_header(path)
+    return _read_tensors(path), metadata
 
 
 # --- metadata ------------------------------------------------------------------------------------
@@ -114,7 +121,7 @@ def migrate_metadata(path, metadata: dict) -> dict:
     try:
         version = int(metadata["format_version"])
     except ValueError:
-        raise UnknownFormatError(path, f"format_version {metadata['format_version']!r} is not a number") from None
+        raise UnknownFormatError(path, f"format_version {metadata['format_version'][:40]!r} is not a number") from None
     if version > FORMAT_VERSION:
         raise UnknownFormatError(path, f"format_version {version} was written by a newer comfyui-metagan (this one "
                                        f"reads up to {FORMAT_VERSION}): upgrade the pack")
@@ -131,9 +138,55 @@ def _configs(path, metadata: dict):
     except KeyError as exc:
         raise UnknownFormatError(path, f"metadata lacks {exc.args[0]!r}; the file was not written by MetaGAN "
                                        "or is damaged") from None
-    except ConfigError as exc:
+    except (ConfigError, ValueError, TypeError, RecursionError) as exc:  # ConfigError is a ValueError
         raise UnknownFormatError(path, f"its stored config is invalid: {exc}") from None
     return model_cfg, adapt_cfg, meta_cfg
+
+
+def _provenance(path, metadata: dict) -> dict:
+    try:
+        provenance = json.loads(metadata.get("provenance") or "{}")
+    except (ValueError, RecursionError):
+        provenance = None
+    if not isinstance(provenance, dict):
+        raise UnknownFormatError(path, "its provenance metadata is not a JSON object; the file is damaged or was "
+                                       "edited")
+    return provenance
+
+
+def _meta_step(path, metadata: dict) -> int:
+    text = metadata.get("meta_step", "0") or "0"
+    try:
+        step = int(text)
+    except ValueError:
+        step = -1
+    if step < 0:
+        raise UnknownFormatError(path, f"meta_step {text[:40]!r} is not a non-negative integer; the file is damaged "
+                                       "or was edited")
+    return step
+
+
+def _skeleton(path, model_cfg: ModelConfig, n_tensors: int) -> dict[str, tuple]:
+    """Names and shapes of the tensors `model_cfg` builds, found on the meta device (no memory used).
+
+    Checked against the header before anything is allocated: a config that lies (a huge z_dim or
+    channel count) would otherwise allocate its lie before the tensors could contradict it.
+    """
+    if model_cfg.generator.mapping_layers > n_tensors:  # each layer stores a weight: bounds the work below
+        raise MissingTensorsError(path, f"its config has {model_cfg.generator.mapping_layers} mapping layers but the "
+                                        f"file holds only {n_tensors} tensors: it is damaged or was edited")
+    try:
+        return dict(_shapes(model_cfg))
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise UnknownFormatError(path, f"its stored config cannot build a model ({exc.__class__.__name__}: {exc}); "
+                                       "the file is damaged or was edited") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _shapes(model_cfg: ModelConfig) -> tuple[tuple[str, tuple], ...]:
+    with torch.device("meta"):
+        skeleton = MetaGAN.create(model_cfg)
+    return tuple((k, tuple(v.shape)) for k, v in skeleton.state_dict().items())
 
 
 def _metadata(model: MetaGAN, kind: str) -> dict[str, str]:
@@ -179,20 +232,25 @@ def save(model: MetaGAN, path, dtype: torch.dtype = torch.float32) -> Path:
     return _atomic_save(tensors, metadata, path)
 
 
-def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
-    missing = sorted(set(expected) - set(tensors))
+def _check_shapes(path, expected: dict[str, tuple], shapes: dict[str, tuple]) -> None:
+    missing = sorted(set(expected) - set(shapes))
     if missing:
         raise MissingTensorsError(path, f"{len(missing)} tensor(s) missing, e.g. {missing[:3]}: the file does not "
                                         "match its own config; it is damaged or was edited")
-    unexpected = sorted(set(tensors) - set(expected))
+    unexpected = sorted(set(shapes) - set(expected))
     if unexpected:
         raise UnexpectedTensorsError(path, f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}: the file "
                                            "does not match its own config; it is damaged or was edited")
-    for name, ref in expected.items():
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != tuple(shape):
+            raise ShapeMismatchError(path, f"tensor {name!r} has shape {tuple(shapes[name])} but the config builds "
+                                           f"{tuple(shape)}: the file is damaged or was edited")
+
+
+def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    _check_shapes(path, {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(t.shape) for k, t in tensors.items()})
+    for name in expected:
         t = tensors[name]
-        if tuple(t.shape) != tuple(ref.shape):
-            raise ShapeMismatchError(path, f"tensor {name!r} has shape {tuple(t.shape)} but the config builds "
-                                           f"{tuple(ref.shape)}: the file is damaged or was edited")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise NonFiniteWeightsError(path, f"tensor {name!r} holds NaN or infinite values: the model was saved "
                                               "from a diverged run; use an earlier checkpoint")
@@ -200,7 +258,7 @@ def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, t
 
 def load(path, device="cpu") -> MetaGAN:
     """Load a full checkpoint. Raises a `CheckpointError` subclass naming the file for every defect."""
-    tensors, metadata = _load_tensors(path)
+    header, metadata = read_header(path)
     metadata = migrate_metadata(path, metadata)
     if metadata["model_kind"] == DELTA_KIND:
         raise UnknownFormatError(path, "is a modulation delta, not a full model: load its base checkpoint and "
@@ -208,9 +266,11 @@ def load(path, device="cpu") -> MetaGAN:
     if metadata["model_kind"] != MODEL_KIND:
         raise UnknownFormatError(path, f"model_kind {metadata['model_kind']!r} is not a MetaGAN model")
     model_cfg, adapt_cfg, meta_cfg = _configs(path, metadata)
-    model = MetaGAN.create(model_cfg, adapt_defaults=adapt_cfg, meta_config=meta_cfg,
-                           meta_step=int(metadata.get("meta_step", "0") or 0),
-                           provenance=json.loads(metadata.get("provenance") or "{}"))
+    meta_step, provenance = _meta_step(path, metadata), _provenance(path, metadata)
+    _check_shapes(path, _skeleton(path, model_cfg, len(header)), {k: e["shape"] for k, e in header.items()})
+    tensors = _read_tensors(path)  # memory now bounded by the file's size: its header matches the config
+    model = MetaGAN.create(model_cfg, adapt_defaults=adapt_cfg, meta_config=meta_cfg, meta_step=meta_step,
+                           provenance=provenance)
     expected = model.state_dict()
     _check_tensors(path, expected, tensors)
     with torch.no_grad():
@@ -260,5 +320,5 @@ def load_delta(base: MetaGAN, path) -> MetaGAN:
     expected = {f"G.{n}": g[n] for n in base.G.modulation_parameter_names()}
     _check_tensors(path, expected, tensors)
     g = dict(g, **{n[2:]: t.to(g[n[2:]].device, g[n[2:]].dtype) for n, t in tensors.items()})
-    provenance = json.loads(metadata.get("provenance") or "{}")
+    provenance = _provenance(path, metadata)
     return base.with_params(g, base.d_params(), base_hash=base_hash, provenance=provenance, adapt_defaults=adapt_cfg)

@@ -18,20 +18,41 @@ from .errors import DataError
 from .images import composite, to_square
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+REDUCE_ABOVE = 2048  # a shorter side beyond this is box-reduced by PIL before conversion (8192^2: MBs, not GBs)
 
 
-def read_image(path) -> torch.Tensor:
-    """An image file as [C, H, W] float32 in 0..1 (C = 1, 2, 3 or 4; 16-bit kept at full precision)."""
+def _reduced(im: Image.Image, min_side: int | None) -> Image.Image:
+    """`im` box-reduced by an integer factor that keeps its shorter side at least 2 * min_side (alpha premultiplied)."""
+    side = min(im.size)
+    if not min_side or side <= REDUCE_ABOVE or side < 4 * min_side:
+        return im
+    factor = side // (2 * min_side)
+    if im.mode in ("RGBA", "LA"):
+        premultiplied = {"RGBA": "RGBa", "LA": "La"}[im.mode]
+        return im.convert(premultiplied).reduce(factor).convert(im.mode)
+    return im.reduce(factor)
+
+
+def read_image(path, min_side: int | None = None) -> torch.Tensor:
+    """An image file as [C, H, W] float32 in 0..1 (C = 1, 2, 3 or 4; 16-bit kept at full precision).
+
+    `min_side`: the side it will be resized to; an image far larger (shorter side above `REDUCE_ABOVE`)
+    is box-reduced first, keeping at least twice that, so huge files do not cost gigabytes of floats.
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.seek(0)  # first frame of animations
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else max(float(np.asarray(im).max()), 1.0))
+                if im.mode != "I" and min(im.size) > REDUCE_ABOVE:
+                    im = im.convert("I")  # PIL reduces 32-bit "I", not "I;16"
+                arr = np.asarray(_reduced(im, min_side), dtype=np.float32)
+                # 16-bit data (older Pillow opens 16-bit PNGs as "I"); full 32-bit range only beyond that
+                arr /= 65535.0 if float(arr.max(initial=0.0)) <= 65535.0 else 2147483647.0
                 return torch.from_numpy(arr.copy())[None].clamp(0, 1)
             if im.mode not in ("L", "LA", "RGB", "RGBA"):
                 im = im.convert("RGBA" if ("transparency" in im.info or im.mode in ("P", "PA", "LA")) else "RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.asarray(_reduced(im, min_side), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read this image ({exc.__class__.__name__}: {exc}); remove or re-save it") from None
     if arr.ndim == 2:
@@ -54,7 +75,7 @@ def load_image_folder(folder, resolution: int, background=(1.0, 1.0, 1.0), limit
         raise DataError(f"{folder}: holds no images ({', '.join(IMAGE_EXTENSIONS)}); add some or pick another folder")
     out = torch.empty(len(paths), 3, resolution, resolution, dtype=torch.uint8)
     for i, p in enumerate(paths):
-        img = read_image(p)
+        img = read_image(p, resolution)
         if min(img.shape[1:]) < 8:
             raise DataError(f"{p}: {img.shape[2]}x{img.shape[1]} pixels is too small; use images of at least 8x8")
         out[i] = (to_square(composite(img, background), resolution).clamp(0, 1) * 255 + 0.5).to(torch.uint8)

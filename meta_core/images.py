@@ -1,6 +1,7 @@
 """Reference images: any count, size and channel layout in, a clean [K, 3, R, R] batch in [-1, 1] out."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -76,13 +77,15 @@ def prepare_references(images: torch.Tensor | Sequence[torch.Tensor], resolution
             scale = 255.0 if img.dtype == torch.uint8 else 65535.0
             img = img.float() / scale
         img = img.float()
-        if not bool(torch.isfinite(img).all()):
+        lo, hi = (float(v) for v in torch.aminmax(img))  # one pass, no mask: NaN propagates, inf shows
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ReferenceImageError(f"reference image {i} contains NaN or infinite values: check the node or "
                                       "file that produced it")
-        lo, hi = float(img.min()), float(img.max())
         if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
             raise ReferenceImageError(f"reference image {i} has values in [{lo:.3g}, {hi:.3g}]; expected 0..1: "
                                       "rescale it (ComfyUI IMAGE tensors are already 0..1)")
-        img = to_square(composite(img.clamp(0, 1), background), resolution)
+        if lo < 0 or hi > 1:  # within tolerance; an 8192x8192 image in range is not copied
+            img = img.clamp(0, 1)
+        img = to_square(composite(img, background), resolution)
         out.append(img.clamp(0, 1))
     return torch.stack(out) * 2 - 1

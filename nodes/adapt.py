@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
 from ..meta_core import adapt as adapt_model
 from ..meta_core.config import AugmentConfig
+from ..meta_core.errors import ConfigError, TrainingDivergedError
 from ..meta_core.images import prepare_references
 from ..meta_core.sampling import latents, sample
 from .common import META_GAN, Progress, grid, image_to_nchw
@@ -20,6 +22,13 @@ PREVIEW_UPDATES = 10  # live previews per run
 
 def adaptation_config(model, steps, learning_rate, strategy, augment):
     """The checkpoint's defaults, with the node's non-default widgets applied."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ConfigError(f"steps {steps!r} must be 0 (the checkpoint's default) or a positive integer")
+    if not isinstance(learning_rate, (int, float)) or not math.isfinite(learning_rate) or learning_rate < 0:
+        raise ConfigError(f"learning_rate {learning_rate!r} must be 0 (the checkpoint's default) or a positive, finite "
+                          "number such as 0.002")
+    if augment != DEFAULT and augment not in AUGMENT_CHOICES:
+        raise ConfigError(f"unknown augment {augment!r}: choose one of {', '.join([DEFAULT, *AUGMENT_CHOICES])}")
     changes = {}
     if steps > 0:
         changes["steps"] = steps
@@ -74,6 +83,10 @@ class MetaGANFewShotAdapt:
             progress(step, total, grid([shown]) if shown is not None else None)
 
         result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step)
+        if result.stats.steps and result.stats.rollbacks == result.stats.steps:  # a no-op is not an adapted model
+            raise TrainingDivergedError(f"all {result.stats.steps} adaptation steps gave non-finite losses and were "
+                                        "undone, so nothing was learned: lower the learning rate, or check the "
+                                        "references and the checkpoint")
         shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution).add(1).mul(0.5)
         preview = grid([shown_refs, sample(result.model, seed, PREVIEW_COUNT)])
         return (result.model, preview)

@@ -14,6 +14,7 @@ import torch
 import folder_paths
 
 from ..meta_core import checkpoint
+from ..meta_core.errors import ReferenceImageError, TrainingDivergedError
 from ..meta_core.model import MetaGAN
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,12 +46,23 @@ def save_folder() -> str:
 
 def image_to_nchw(image: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] 0..1 -> [B, C, H, W] 0..1 (float32, CPU)."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ReferenceImageError(f"expected an IMAGE batch [B, H, W, C], got {shape}: connect an IMAGE output "
+                                  "(a MASK or LATENT is not an image)")
     return image.detach().float().cpu().permute(0, 3, 1, 2)
 
 
 def nchw_to_image(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] 0..1 -> ComfyUI IMAGE [B, H, W, C] float32 0..1 (contiguous, CPU)."""
-    return x.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+    """[B, C, H, W] 0..1 -> ComfyUI IMAGE [B, H, W, C] float32 0..1 (contiguous, CPU).
+
+    Refuses non-finite values: a NaN would be saved as a black pixel, garbage that looks like an image.
+    """
+    x = x.detach().float().cpu()
+    if not bool(torch.isfinite(x.sum())):  # one reduction, no mask the size of the batch
+        raise TrainingDivergedError("the model produced NaN or infinite pixels: its weights are broken; reload the "
+                                    "checkpoint, or adapt again with a lower learning rate")
+    return x.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
 def grid(rows: list[torch.Tensor], pad: int = 2, fill: float = 1.0) -> torch.Tensor:

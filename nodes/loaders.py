@@ -9,6 +9,7 @@ from ..meta_core import checkpoint
 from ..meta_core.data import list_images, load_image_folder
 from ..meta_core.errors import DataError
 from .common import EXAMPLE_PREFIX, EXAMPLE_REFERENCES, META_GAN, MODEL_CACHE, MODEL_FOLDER, torch_device
+from .sample import MAX_OUTPUT_BYTES
 
 
 def find_base_for_delta(delta_path: str) -> str:
@@ -121,7 +122,14 @@ class MetaGANLoadReferences:
             return float("nan")
 
     def load(self, folder, size, background):
-        images = load_image_folder(resolve_reference_folder(folder), size, parse_color(background))
+        path = resolve_reference_folder(folder)
+        count = len(list_images(path))
+        need = count * size * size * 3 * 4  # float32 IMAGE [count, size, size, 3]
+        if need > MAX_OUTPUT_BYTES:
+            raise DataError(f"reference folder {folder!r} holds {count} images: at {size}px they need "
+                            f"{need / 2**30:.1f} GiB as one IMAGE batch; adaptation uses at most 64, so move a "
+                            "representative subset into its own folder (or lower size)")
+        images = load_image_folder(path, size, parse_color(background))
         return (images.permute(0, 2, 3, 1).float().div(255.0).contiguous(),)
 
 
