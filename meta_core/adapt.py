@@ -290,6 +290,8 @@ def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, gene
             from .fast import FastInnerLoop
             loop = FastInnerLoop(model, cfg, fast)
         g, d, stats = loop.run(g, d, real, generator, on_step)
+        if stats.rollbacks >= stats.steps:  # every step undone: the "adapted" model would be the input
+            raise diverged_error(stats.rollbacks, stats.steps, cfg)
         base_hash = model.content_hash() if cfg.strategy == "modulation" else None
         provenance = dict(model.provenance, adapted={"references": int(real.shape[0]), "steps": cfg.steps,
                                                       "strategy": cfg.strategy, "seconds": round(stats.seconds, 3)})

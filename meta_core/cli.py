@@ -217,7 +217,7 @@ def cmd_info(args) -> int:
     for key, value in sorted(metadata.items()):
         try:
             decoded[key] = json.loads(value) if value[:1] in "{[" else value
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, huge numbers, absurd nesting
             decoded[key] = value
     if metadata["model_kind"] == checkpoint.MODEL_KIND:
         decoded["parameters"] = checkpoint.load(args.file).parameter_summary()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .fast import FastPath
 
 LATENT_BLOCK = 256
+MAX_RESULT_BYTES = 8 << 30  # one returned batch; larger requests are refused, not attempted
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 0x5EED  # fixed: the truncation centre belongs to the model, not to the user's seed
 MAX_SEED = 2 ** 64 - 1
@@ -107,6 +108,11 @@ def sample(model: MetaGAN, seed: int, count: int, truncation: float = 1.0, *, st
     """
     if not isinstance(count, int) or count < 1:
         raise ConfigError(f"count {count!r} must be a positive integer")
+    needed = count * 3 * model.resolution ** 2 * 4
+    if needed > MAX_RESULT_BYTES:
+        raise ConfigError(f"{count} images at {model.resolution}px need {needed / 2**30:.1f} GiB as one tensor: ask for "
+                          f"at most {MAX_RESULT_BYTES // (3 * model.resolution ** 2 * 4)} per call and use `start` "
+                          "to continue the same seed's stream")
     z = latents(seed, start, count, model.config.generator.z_dim)
     return synthesize(model, z, truncation, chunk_size, on_chunk, fast=fast)
 

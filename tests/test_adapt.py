@@ -215,3 +215,9 @@ def test_healthy_adaptation_passes_the_collapse_check():
     from meta_core.adapt import COLLAPSE_STD, InnerLoop
     model = tiny_model(16)
     assert InnerLoop(model, tiny_adapt()).sample_diversity(model.g_params()) > 10 * COLLAPSE_STD
+
+
+def test_every_step_rolled_back_is_an_error_not_the_input_model(monkeypatch):
+    monkeypatch.setattr(losses, "d_loss", lambda real, fake, *a: (real.mean() + fake.mean()) * float("nan"))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        adapt(tiny_model(16), random_images(2, 16), tiny_adapt(steps=2, max_rollbacks=5), seed=0)

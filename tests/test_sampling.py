@@ -91,3 +91,8 @@ def test_slerp_keeps_norm_between_unit_vectors():
     torch.testing.assert_close(out.norm(dim=1), torch.ones(5))
     with pytest.raises(ConfigError):
         interpolate(tiny_model(16), 0, 1, 1)
+
+
+def test_a_count_beyond_the_memory_bound_is_refused_before_allocating():
+    with pytest.raises(ConfigError, match="per call"):
+        sample(tiny_model(16), 0, 10 ** 9)
