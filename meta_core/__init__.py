@@ -10,6 +10,7 @@ from .adapt import AdaptResult, AdaptStats, adapt
 from .checkpoint import load, load_delta, read_metadata, save, save_delta
 from .config import (AdaptConfig, AugmentConfig, DiscriminatorConfig, GeneratorConfig, LossConfig, MetaConfig,
                      ModelConfig)
+from .fast import FastPath
 from .errors import (CheckpointError, ConfigError, DataError, MetaGANError, ReferenceImageError,
                      TrainingDivergedError)
 from .images import prepare_references
@@ -18,7 +19,7 @@ from .sampling import interpolate, latents, sample
 
 __all__ = [
     "AdaptConfig", "AdaptResult", "AdaptStats", "AugmentConfig", "CheckpointError", "ConfigError", "DataError",
-    "DiscriminatorConfig", "GeneratorConfig", "LossConfig", "MetaConfig", "MetaGAN", "MetaGANError", "ModelConfig",
+    "DiscriminatorConfig", "FastPath", "GeneratorConfig", "LossConfig", "MetaConfig", "MetaGAN", "MetaGANError", "ModelConfig",
     "ReferenceImageError", "TrainingDivergedError", "adapt", "interpolate", "latents", "load", "load_delta",
     "prepare_references", "read_metadata", "sample", "save", "save_delta",
 ]
