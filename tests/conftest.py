@@ -33,3 +33,23 @@ def _deterministic_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def comfy_stubs_home(tmp_path):
+    """The ComfyUI stubs' folder_paths moved to a temporary base directory; all of it restored afterwards."""
+    import comfy_env
+    comfy_env.ensure_comfy_interface()
+    import comfy.model_management as mm
+    import folder_paths
+
+    saved_folders = {k: (list(paths), exts) for k, (paths, exts) in folder_paths.folder_names_and_paths.items()}
+    saved = {k: getattr(folder_paths, k) for k in ("base_path", "models_dir", "output_directory", "temp_directory",
+                                                    "input_directory", "user_directory")}
+    folder_paths.set_base_directory(str(tmp_path / "home"))
+    yield tmp_path / "home"
+    folder_paths.folder_names_and_paths.clear()
+    folder_paths.folder_names_and_paths.update(saved_folders)
+    for k, v in saved.items():
+        setattr(folder_paths, k, v)
+    mm.interrupt_current_processing(False)

@@ -21,15 +21,9 @@ mc = __import__(PACK.__name__ + ".meta_core", fromlist=["checkpoint"])  # the pa
 
 
 @pytest.fixture
-def comfy_home(tmp_path):
-    old = folder_paths.get_base_directory()
-    registered = {k: (list(v[0]), set(v[1])) for k, v in folder_paths.folder_names_and_paths.items()}
-    folder_paths.set_base_directory(str(tmp_path))
+def comfy_home(comfy_stubs_home):
     PACK.nodes.common.MODEL_CACHE.clear()
-    yield tmp_path
-    folder_paths.set_base_directory(old)
-    folder_paths.folder_names_and_paths.clear()
-    folder_paths.folder_names_and_paths.update(registered)
+    return comfy_stubs_home
 
 
 @pytest.fixture

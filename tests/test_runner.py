@@ -30,18 +30,8 @@ from PIL import Image  # noqa: E402
 
 
 @pytest.fixture
-def home(tmp_path):
-    """folder_paths moved to a temporary base directory; everything restored afterwards."""
-    saved_folders = {k: (list(paths), exts) for k, (paths, exts) in folder_paths.folder_names_and_paths.items()}
-    saved = {k: getattr(folder_paths, k) for k in ("base_path", "models_dir", "output_directory", "temp_directory",
-                                                    "input_directory", "user_directory")}
-    folder_paths.set_base_directory(str(tmp_path / "home"))
-    yield tmp_path / "home"
-    folder_paths.folder_names_and_paths.clear()
-    folder_paths.folder_names_and_paths.update(saved_folders)
-    for k, v in saved.items():
-        setattr(folder_paths, k, v)
-    mm.interrupt_current_processing(False)
+def home(comfy_stubs_home):
+    return comfy_stubs_home
 
 
 @pytest.fixture(scope="module")
