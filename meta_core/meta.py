@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .adapt import InnerLoop, draw_step_noise
+from .adapt import COLLAPSE_STD, InnerLoop, draw_step_noise
 from .config import MetaConfig
 from .data import TaskSet, to_float
 from .errors import ConfigError, TrainingDivergedError
@@ -221,7 +221,6 @@ class MetaTrainer:
             raise TrainingDivergedError(f"meta-step {self.step}: weights became non-finite ({bad[:3]}); resume from "
                                         "the last checkpoint with lower inner learning rates or a smaller eps")
         diversity = self.loop.sample_diversity(self.theta_g)
-        from .adapt import COLLAPSE_STD
         if diversity < COLLAPSE_STD:
             raise TrainingDivergedError(f"meta-step {self.step}: the generator collapsed (every sample is nearly the "
                                         f"same image, diversity {diversity:.1e}); resume from the last checkpoint "

@@ -143,10 +143,10 @@ def interpolate(model: MetaGAN, seed_a: int, seed_b: int, frames: int, truncatio
     za, zb = latents(seed_a, 0, 1, z_dim)[0], latents(seed_b, 0, 1, z_dim)[0]
     t = torch.linspace(0.0, 1.0, frames)
     w_avg = w_average(model) if truncation != 1.0 else None
-    out = torch.empty(frames, 3, model.resolution, model.resolution)
     chunk = default_chunk(model.resolution)
     if space == "z":
         return synthesize(model, slerp(za, zb, t), truncation, chunk, w_avg=w_avg)
+    out = torch.empty(frames, 3, model.resolution, model.resolution)
     wa, wb = model.G.mapping(torch.stack([za, zb]).to(model.device))
     for i in range(0, frames, chunk):
         tt = t[i:i + chunk].to(model.device)[:, None]
