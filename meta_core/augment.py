@@ -53,14 +53,15 @@ def apply(x: torch.Tensor, params: AugmentParams, ops=("color", "translation", "
         x = on * y + (1 - on) * x
     if "translation" in ops:
         shift = params.translation * params.enable[:, 1:2].long()  # disabled samples shift by 0
-        # Integer shifts via nearest sampling at exact pixel centres; zeros fill the border.
-        theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, 0, 0] = 1
-        theta[:, 1, 1] = 1
-        theta[:, 0, 2] = -2 * shift[:, 0].to(x.dtype) / w
-        theta[:, 1, 2] = -2 * shift[:, 1].to(x.dtype) / h
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        # Integer shifts as a gather (double-differentiable on every device, which R1 through
+        # augmentation needs; grid_sample's backward has no derivative on CUDA); zeros fill the border.
+        src_y = torch.arange(h, device=x.device)[None, :] - shift[:, 1:2].to(x.device)  # [N, H]
+        src_x = torch.arange(w, device=x.device)[None, :] - shift[:, 0:1].to(x.device)  # [N, W]
+        valid = ((src_y >= 0) & (src_y < h))[:, :, None] & ((src_x >= 0) & (src_x < w))[:, None, :]
+        index = (src_y.clamp(0, h - 1)[:, :, None] * w + src_x.clamp(0, w - 1)[:, None, :]).flatten(1)
+        c = x.shape[1]
+        x = x.flatten(2).gather(2, index[:, None, :].expand(-1, c, -1)).view(n, c, h, w)
+        x = x * valid[:, None].to(x.dtype)
     if "cutout" in ops:
         size = int(h * CUTOUT_RATIO + 0.5)
         ys = torch.arange(h, device=x.device)[None, :, None]

@@ -65,14 +65,17 @@ def score(fake_f, real_f, ref_f) -> dict:
 
 
 def run(models: dict[str, MetaGAN], evaluator, heldout_dir: str, styles: list[str] | None, shots: list[int],
-        budgets: list[int], samples: int, seed: int = 0, log=print) -> dict:
+        budgets: list[int], samples: int, seed: int = 0, log=print, methods: list[str] | None = None) -> dict:
     ours = models["meta"]
     tasks = load_task_folder(heldout_dir, ours.resolution)
     wanted = styles or tasks.names
     missing = sorted(set(wanted) - set(tasks.names))
     if missing:
         raise ConfigError(f"styles {missing} are not in {heldout_dir}: choose from {', '.join(tasks.names)}")
-    methods = [m for m in METHODS if m in models or m == "scratch"]
+    unknown = sorted(set(methods or ()) - set(METHODS))
+    if unknown or (methods is not None and "meta" not in methods):
+        raise ConfigError(f"methods must include meta and come from {', '.join(METHODS)}; got {', '.join(methods)}")
+    methods = [m for m in METHODS if (m in models or m == "scratch") and (methods is None or m in methods)]
     rows, floors, figure = [], [], {}
     for style in wanted:
         images = tasks.images[tasks.names.index(style)]
@@ -160,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--styles", help="comma-separated styles (default: all in --heldout)")
     p.add_argument("--shots", default="1,5,10")
     p.add_argument("--budgets", default="50,0", help="adaptation steps; 0 means the checkpoint's default")
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: every one given)")
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -174,7 +178,7 @@ def main(argv=None) -> int:
         budgets = [int(b) or models["meta"].adapt_defaults.steps for b in args.budgets.split(",")]
         result = run(models, load_evaluator(args.evaluator, args.device), args.heldout,
                      args.styles.split(",") if args.styles else None, [int(k) for k in args.shots.split(",")],
-                     budgets, args.samples, args.seed)
+                     budgets, args.samples, args.seed, methods=args.methods.split(",") if args.methods else None)
     except MetaGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

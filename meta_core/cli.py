@@ -90,7 +90,9 @@ def cmd_train(args) -> int:
     if args.tasks:
         tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
     else:
-        tasks = load_unlabeled_folder(args.unlabeled, model.resolution, args.clusters, seed=cfg.seed)
+        tasks = load_unlabeled_folder(args.unlabeled, model.resolution, args.clusters, seed=cfg.seed, exclude=exclude)
+    if args.minutes and dist.active:
+        raise ConfigError("--minutes fits one process's schedule; with torchrun give --steps instead")
     trainer = MetaTrainer(model, tasks, cfg, dist)
     previous_wall = float(model.provenance.get("wall_seconds", 0.0))
     started = time.perf_counter()
@@ -121,13 +123,21 @@ def cmd_train(args) -> int:
               f"{model.resolution}px, {dist.world} process(es) on {device}; steps {trainer.step}->{cfg.steps}",
               file=sys.stderr)
 
+    first_step = trainer.step
+
     def on_step(stats) -> None:
         nonlocal last_save
+        if args.minutes:  # fit the schedule into the budget from the rate so far (re-fitted every step)
+            elapsed = time.perf_counter() - started
+            done = stats.step - first_step
+            if done >= 5 or elapsed > args.minutes * 60:
+                trainer.fit_schedule(min(cfg.steps, stats.step + int((args.minutes * 60 - elapsed) * done / elapsed)))
+                bar.total = trainer.cfg.steps
         if main_rank:
             bar.update(stats.step, d=stats.d_loss, g=stats.g_loss, eps=stats.eps)
         due = (args.checkpoint_every and stats.step % args.checkpoint_every == 0) or \
               (time.perf_counter() - last_save) > args.checkpoint_minutes * 60
-        if due and stats.step < cfg.steps:
+        if due and stats.step < trainer.cfg.steps:
             write()
             last_save = time.perf_counter()
 
@@ -165,9 +175,10 @@ def cmd_pretrain(args) -> int:
         current.provenance = {**provenance, "steps": done, "wall_seconds": round(time.perf_counter() - started, 1)}
         checkpoint.save(dataclasses.replace(current, adapt_defaults=dataclasses.replace(cfg, steps=10)), args.out)
 
-    pretrain(model, tasks, cfg, args.steps, seed=args.seed, chunk=args.chunk, on_chunk=on_chunk)
+    pretrain(model, tasks, cfg, args.steps, seed=args.seed, chunk=args.chunk, on_chunk=on_chunk,
+             seconds=args.minutes * 60 if args.minutes else None)
     bar.close()
-    print(f"wrote {args.out} ({args.steps} pooled steps)")
+    print(f"wrote {args.out} ({bar.done} pooled steps)")
     return 0
 
 
@@ -298,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
     t.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
     t.add_argument("--limit-per-task", type=positive_int, help="read at most this many images per task")
+    t.add_argument("--minutes", type=positive_float, help="time budget: after a few steps, shorten --steps to what "
+                   "fits and anneal the outer step size to end there")
     t.add_argument("--checkpoint-every", type=int, default=100, help="write --out every N steps (0: off)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and at least every M minutes")
     t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
@@ -316,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
     pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
     pt.add_argument("--limit-per-task", type=positive_int)
+    pt.add_argument("--minutes", type=positive_float, help="time budget: start no chunk after this many minutes")
     pt.add_argument("--log-every", type=float, default=30.0)
     common(pt)
     pt.set_defaults(func=cmd_pretrain)

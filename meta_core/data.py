@@ -166,12 +166,14 @@ def pseudo_tasks(images_u8: torch.Tensor, clusters: int, seed: int = 0, source: 
 
 
 def load_unlabeled_folder(folder, resolution: int, clusters: int, seed: int = 0,
-                          background=(1.0, 1.0, 1.0)) -> TaskSet:
-    """A flat folder of images (sub-folders are walked too, labels ignored) split into pseudo-tasks."""
+                          background=(1.0, 1.0, 1.0), exclude: tuple[str, ...] = ()) -> TaskSet:
+    """A flat folder of images (sub-folders are walked too, labels ignored) split into pseudo-tasks.
+    Sub-folders named in `exclude` are skipped with everything below them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; give a folder of images")
-    dirs = [folder] + sorted(p for p in folder.rglob("*") if p.is_dir())
+    dirs = [folder] + sorted(p for p in folder.rglob("*") if p.is_dir()
+                             and not set(p.relative_to(folder).parts) & set(exclude))
     batches = [load_image_folder(d, resolution, background) for d in dirs if list_images(d)]
     if not batches:
         raise DataError(f"{folder}: holds no images; add some or pick another folder")

@@ -7,6 +7,7 @@ rank r adapts slots r, r + world, ...; deltas (or gradients) are summed with one
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -232,10 +233,17 @@ class MetaTrainer:
                                       meta_config=self.cfg, meta_step=self.step, **changes)
 
     def run(self, until: int | None = None, on_step: Callable[[MetaStepStats], None] | None = None) -> MetaGAN:
-        """Outer steps until `until` (default: cfg.steps). `on_step` may raise to stop early."""
-        until = self.cfg.steps if until is None else until
-        while self.step < until:
+        """Outer steps until `until` (default: cfg.steps, read again after every step so that `on_step`
+        may shorten the run with `fit_schedule`). `on_step` may raise to stop early."""
+        while self.step < (self.cfg.steps if until is None else until):
             stats = self.meta_step()
             if on_step is not None:
                 on_step(stats)
         return self.current_model()
+
+    def fit_schedule(self, steps: int) -> None:
+        """End the run at `steps` outer steps (no fewer than done: then it ends now) and anneal eps to its
+        end value there: how a time budget is met. Steps already taken keep the eps they had."""
+        steps = max(self.step, 1, int(steps))
+        if steps != self.cfg.steps:
+            self.cfg = dataclasses.replace(self.cfg, steps=steps)

@@ -20,22 +20,23 @@ from .model import MetaGAN
 
 
 def pretrain(model: MetaGAN, tasks: TaskSet, cfg: AdaptConfig, steps: int, seed: int = 0, chunk: int = 250,
-             on_chunk: Callable[[int, int, MetaGAN], None] | None = None) -> MetaGAN:
+             on_chunk: Callable[[int, int, MetaGAN], None] | None = None, seconds: float | None = None) -> MetaGAN:
     """Train G and D on the pooled images of `tasks` for `steps` steps; returns a new model.
 
     Adam state restarts at every chunk (betas (0, 0.99): only the second moment has memory).
-    `on_chunk(done, total, model_so_far)` runs after each chunk and may raise to stop.
+    `on_chunk(done, total, model_so_far)` runs after each chunk and may raise to stop. With `seconds`,
+    no chunk starts once that much time has passed (a time budget; the steps done are recorded).
     """
     real = to_float(torch.cat(tasks.images)).to(model.device)
     gen = derived_generator(seed, 0x9E7A)
     g, d = model.g_params(), model.d_params()
     done, start = 0, time.perf_counter()
-    while done < steps:
+    while done < steps and (seconds is None or time.perf_counter() - start < seconds):
         n = min(chunk, steps - done)
         g, d, _ = InnerLoop(model, dataclasses.replace(cfg, steps=n)).run(g, d, real, gen)
         done += n
         if on_chunk is not None:
             on_chunk(done, steps, model.with_params(g, d))
-    provenance = dict(model.provenance, pretrained={"steps": steps, "images": int(real.shape[0]), "tasks": len(tasks),
+    provenance = dict(model.provenance, pretrained={"steps": done, "images": int(real.shape[0]), "tasks": len(tasks),
                                                     "seconds": round(time.perf_counter() - start, 1)})
     return model.with_params(g, d, provenance=provenance)

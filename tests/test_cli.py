@@ -54,6 +54,15 @@ def test_unlabeled_training(trained, tmp_path):
     assert '"cluster-000"' in checkpoint.read_metadata(out)["provenance"]
 
 
+def test_a_time_budget_shortens_the_run_and_records_where_it_ended(trained, tmp_path):
+    _, tasks, _ = trained
+    out = tmp_path / "t.safetensors"
+    run("train", "--tasks", tasks, "--out", out, "--steps", "1000", "--minutes", "0.0001", *TINY)
+    meta = checkpoint.read_metadata(out)
+    assert meta["meta_step"] == "1" and '"steps": 1,' in meta["meta_config"]
+    assert "--minutes 0.0001" in meta["provenance"]
+
+
 def test_adapt_sample_info(trained, tmp_path):
     root, tasks, out = trained
     adapted = tmp_path / "a.safetensors"

@@ -63,3 +63,9 @@ def test_folder_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match="broken.png"):
         load_image_folder(tmp_path, 16)
+
+
+def test_unlabeled_folder_skips_excluded_sub_folders(tmp_path):
+    write_task_folder(tmp_path, tasks=3, per_task=6)
+    tasks = load_unlabeled_folder(tmp_path, 16, clusters=2, seed=0, exclude=("style1",))
+    assert tasks.num_images == 12

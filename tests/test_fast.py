@@ -55,7 +55,7 @@ def fp32_fast(device, **changes) -> FastPath:
 
 def assert_params_close(a, b, atol=PARAM_ATOL, rtol=PARAM_RTOL):
     for (name, p), (_, q) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items())):
-        torch.testing.assert_close(p.cpu(), q.cpu(), atol=atol, rtol=rtol, msg=name)
+        torch.testing.assert_close(p.cpu(), q.cpu(), atol=atol, rtol=rtol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def image_diff(a, b, seed=11, count=8):

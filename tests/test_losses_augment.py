@@ -63,3 +63,11 @@ def test_ada_moves_probability_towards_target():
     assert math.isclose(augment.update_probability(0.5, torch.ones(8), cfg), 0.6)    # D sure of reals: more aug
     assert math.isclose(augment.update_probability(0.5, -torch.ones(8), cfg), 0.4)   # less
     assert augment.update_probability(1.0, torch.ones(8), cfg) == 1.0
+
+
+def test_augmentation_is_twice_differentiable_as_r1_through_it_needs():
+    # R1 differentiates D's input gradient, and D sees augmented reals: every op needs a double backward
+    # (grid_sample has none on CUDA, which is why translation is a gather).
+    x = torch.rand(4, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    p = augment.draw(4, 16, 1.0, torch.Generator().manual_seed(1))
+    assert torch.autograd.gradgradcheck(lambda t: augment.apply(t, p), (x,))

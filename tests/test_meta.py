@@ -127,3 +127,20 @@ def test_meta_training_stops_on_a_collapsed_generator():
     cfg = meta_cfg(steps=1, inner=tiny_adapt(steps=1, lr_g=0.0, lr_d=0.0))
     with pytest.raises(TrainingDivergedError, match="collapsed"):
         MetaTrainer(model, toy_tasks(), cfg).run()
+
+
+def test_fit_schedule_ends_the_run_and_anneals_eps_to_its_end():
+    cfg = meta_cfg("reptile", steps=50)
+    trainer = MetaTrainer(tiny_model(16), toy_tasks(), cfg)
+    eps = []
+
+    def on_step(stats):
+        eps.append(stats.eps)
+        if stats.step == 1:
+            trainer.fit_schedule(3)
+
+    trainer.run(on_step=on_step)
+    assert trainer.step == 3 and trainer.cfg.steps == 3
+    assert eps[0] == cfg.eps_start and eps[-1] == pytest.approx(cfg.eps_end)
+    trainer.fit_schedule(1)  # fewer than done: the run ends where it is
+    assert trainer.cfg.steps == 3

@@ -20,3 +20,12 @@ def test_pretraining_is_the_inner_loop_on_pooled_images():
     seen = []
     pretrain(model, tasks, cfg, steps=5, chunk=2, on_chunk=lambda done, total, m: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_a_time_budget_stops_before_the_next_chunk():
+    g = torch.Generator().manual_seed(0)
+    tasks = TaskSet(["a"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g)])
+    model = tiny_model(16)
+    out = pretrain(model, tasks, tiny_adapt(steps=1), steps=50, chunk=1, seconds=0.0)
+    assert out.provenance["pretrained"]["steps"] == 0
+    assert all(torch.equal(p, q) for p, q in zip(out.G.parameters(), model.G.parameters()))
