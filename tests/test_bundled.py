@@ -1,0 +1,28 @@
+"""The checkpoints shipped in checkpoints/: loadable, within the size limit, with their provenance."""
+import json
+from pathlib import Path
+
+import pytest
+
+from meta_core import checkpoint
+from meta_core.dicebear import HELD_OUT_STYLES
+
+BUNDLED = sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*.safetensors"))
+
+
+def test_there_is_a_64_and_a_128_px_checkpoint():
+    assert {p.name for p in BUNDLED} >= {"metagan_64.safetensors", "metagan_128.safetensors"}
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_bundled_checkpoint_is_meta_trained_small_and_documented(path):
+    assert path.stat().st_size <= 16 * 2 ** 20
+    model = checkpoint.load(path)
+    assert path.stem.endswith(f"_{model.resolution}")
+    assert model.meta_config is not None and model.meta_step > 0
+    prov = model.provenance
+    for key in ("command", "data", "hardware", "steps", "wall_seconds", "init"):
+        assert key in prov, key
+    trained_on = set(prov["data"]["task_names"]) | set(prov["init"]["data"]["task_names"])
+    assert not trained_on & set(HELD_OUT_STYLES)
+    json.dumps(prov)
