@@ -20,6 +20,7 @@ from .adapt import adapt
 from .config import ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig
 from .data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
 from .errors import ConfigError, MetaGANError
+from .fast import FastPath
 from .model import MetaGAN
 from .progress import ProgressBar
 from .sampling import sample
@@ -93,7 +94,7 @@ def cmd_train(args) -> int:
         tasks = load_unlabeled_folder(args.unlabeled, model.resolution, args.clusters, seed=cfg.seed, exclude=exclude)
     if args.minutes and dist.active:
         raise ConfigError("--minutes fits one process's schedule; with torchrun give --steps instead")
-    trainer = MetaTrainer(model, tasks, cfg, dist)
+    trainer = MetaTrainer(model, tasks, cfg, dist, fast=FastPath() if args.fast else None)
     previous_wall = float(model.provenance.get("wall_seconds", 0.0))
     started = time.perf_counter()
     provenance = {
@@ -102,6 +103,7 @@ def cmd_train(args) -> int:
         "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
         "hardware": {**hardware(device), "world_size": dist.world},
         "algorithm": cfg.algorithm,
+        **({"fast_path": trainer.fast.describe()} if trainer.fast is not None else {}),
         **({"init": model.provenance.get("init")} if "init" in model.provenance else {}),
     }
 
@@ -175,8 +177,11 @@ def cmd_pretrain(args) -> int:
         current.provenance = {**provenance, "steps": done, "wall_seconds": round(time.perf_counter() - started, 1)}
         checkpoint.save(dataclasses.replace(current, adapt_defaults=dataclasses.replace(cfg, steps=10)), args.out)
 
+    fast = FastPath().resolve(device) if args.fast else None
+    if fast is not None:
+        provenance["fast_path"] = fast.describe()
     pretrain(model, tasks, cfg, args.steps, seed=args.seed, chunk=args.chunk, on_chunk=on_chunk,
-             seconds=args.minutes * 60 if args.minutes else None)
+             seconds=args.minutes * 60 if args.minutes else None, fast=fast)
     bar.close()
     print(f"wrote {args.out} ({bar.done} pooled steps)")
     return 0
@@ -311,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-per-task", type=positive_int, help="read at most this many images per task")
     t.add_argument("--minutes", type=positive_float, help="time budget: after a few steps, shorten --steps to what "
                    "fits and anneal the outer step size to end there")
+    t.add_argument("--fast", action="store_true", help="use the fast path (meta_core.fast.FastPath: channels_last and foreach Adam; on CUDA also "
+                   "CUDA graphs and, for train, vmap across a meta-batch's tasks); same gradients, faster steps")
     t.add_argument("--checkpoint-every", type=int, default=100, help="write --out every N steps (0: off)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and at least every M minutes")
     t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
@@ -330,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
     pt.add_argument("--limit-per-task", type=positive_int)
     pt.add_argument("--minutes", type=positive_float, help="time budget: start no chunk after this many minutes")
+    pt.add_argument("--fast", action="store_true", help="use the fast path (meta_core.fast.FastPath: channels_last and foreach Adam; on CUDA also "
+                   "CUDA graphs and, for train, vmap across a meta-batch's tasks); same gradients, faster steps")
     pt.add_argument("--log-every", type=float, default=30.0)
     common(pt)
     pt.set_defaults(func=cmd_pretrain)

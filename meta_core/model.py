@@ -78,7 +78,7 @@ class MetaGAN:
         """SHA-256 over tensor names, dtypes, shapes and bytes: identifies weights, not files."""
         h = hashlib.sha256()
         for name, tensor in sorted(self.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
+            t = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)  # channels_last [o,i,1,1] too
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()

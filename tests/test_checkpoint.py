@@ -219,3 +219,14 @@ def test_delta_needs_a_modulation_adapted_model(model, tmp_path):
     adapted = adapt(model, random_images(2, 16), tiny_adapt(strategy="full"), seed=0).model
     with pytest.raises(ConfigError, match="save it as a full checkpoint"):
         checkpoint.save_delta(adapted, tmp_path / "d.safetensors")
+
+
+def test_channels_last_weights_save_and_hash_like_contiguous_ones(tmp_path):
+    # The fast path keeps conv weights in channels_last; a [o, i, 1, 1] weight then counts as contiguous
+    # while its last stride is not 1, which a byte view refuses.
+    model = tiny_model(16)
+    g = {n: (t.to(memory_format=torch.channels_last) if t.dim() == 4 else t) for n, t in model.g_params().items()}
+    nhwc = model.with_params(g, model.d_params())
+    assert nhwc.content_hash() == model.content_hash()
+    checkpoint.save(nhwc, tmp_path / "a.safetensors")
+    assert checkpoint.load(tmp_path / "a.safetensors").content_hash() == model.content_hash()

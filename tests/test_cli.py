@@ -141,3 +141,15 @@ def test_pretrain_then_meta_train_from_it(trained, tmp_path):
     meta = checkpoint.read_metadata(out)
     assert meta["meta_step"] == "1" and '"init"' in meta["provenance"]
     assert checkpoint.load(out).config == checkpoint.load(pre).config
+
+
+def test_fast_path_training_records_it(trained, tmp_path):
+    _, tasks, _ = trained
+    pre = tmp_path / "pre.safetensors"
+    run("pretrain", "--tasks", tasks, "--out", pre, "--steps", "2", "--resolution", "16", "--channel-base", "256",
+        "--channel-max", "16", "--batch-size", "4", "--device", "cpu", "--fast")
+    out = tmp_path / "m.safetensors"
+    run("train", "--tasks", tasks, "--init", pre, "--out", out, "--steps", "1", "--inner-steps", "1", "--meta-batch",
+        "2", "--batch-size", "4", "--support", "3", "--device", "cpu", "--fast")
+    assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(pre)["provenance"]
+    assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(out)["provenance"]

@@ -29,3 +29,14 @@ def test_a_time_budget_stops_before_the_next_chunk():
     out = pretrain(model, tasks, tiny_adapt(steps=1), steps=50, chunk=1, seconds=0.0)
     assert out.provenance["pretrained"]["steps"] == 0
     assert all(torch.equal(p, q) for p, q in zip(out.G.parameters(), model.G.parameters()))
+
+
+def test_pretraining_on_the_fast_path_matches_the_reference():
+    from meta_core.fast import FastPath
+    g = torch.Generator().manual_seed(0)
+    tasks = TaskSet(["a", "b"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "ab"])
+    model, cfg = tiny_model(16), tiny_adapt(steps=1)
+    ref = pretrain(model, tasks, cfg, steps=4, seed=5, chunk=2)
+    fast = pretrain(model, tasks, cfg, steps=4, seed=5, chunk=2, fast=FastPath(bf16_sample=False, bf16_train=False))
+    for (name, p), (_, q) in zip(sorted(ref.state_dict().items()), sorted(fast.state_dict().items())):
+        torch.testing.assert_close(q, p, atol=1e-4, rtol=1e-3, msg=lambda m, name=name: f"{name}: {m}")

@@ -20,6 +20,7 @@ DEVICE=${DEVICE:-cuda}
 P1=${P1:-4.0}
 P2=${P2:-3.6}
 CHUNK=${CHUNK:-250}
+FAST=${FAST:+--fast}  # FAST=1: train on meta_core.fast (CUDA graphs, vmap across tasks)
 PACKED=${PACKED:-.gpu}
 WORK=${WORK:-/tmp/metagan_work}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -65,7 +66,7 @@ if [ "$DEVICE" = cuda ]; then  # correctness of the GPU paths, alongside (small 
     > "$WORK/logs/pytest_cuda.log" 2>&1; echo "exit $?" >> "$WORK/logs/pytest_cuda.log") &
 fi
 
-common=(--device "$DEVICE" --seed 0 --channel-base 1024 --channel-max 128 --log-every 20)
+common=($FAST --device "$DEVICE" --seed 0 --channel-base 1024 --channel-max 128 --log-every 20)
 "$PY" -m meta_core pretrain --tasks "$WORK/train64" --out "$WORK/pre64.safetensors" --resolution 64 \
   --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size 32 "${common[@]}" > "$WORK/logs/pre64.log" 2>&1 &
 a=$!
@@ -75,7 +76,7 @@ b=$!
 wait_all $a $b
 say "phase 1 done"
 
-meta=(--steps 1000000 --minutes "$P2" --meta-batch 4 --support 10 --batch-size 8 --device "$DEVICE" --seed 0
+meta=($FAST --steps 1000000 --minutes "$P2" --meta-batch 4 --support 10 --batch-size 8 --device "$DEVICE" --seed 0
       --checkpoint-minutes 1 --log-every 20)
 "$PY" -m meta_core train --tasks "$WORK/train64" --init "$WORK/pre64.safetensors" --out "$WORK/meta64a.safetensors" \
   --inner-steps 10 "${meta[@]}" > "$WORK/logs/meta64a.log" 2>&1 &
