@@ -138,19 +138,35 @@ def summarise(result: dict) -> str:
 
 
 def write_figure(result: dict, path: Path) -> None:
-    """Per style: the references, then 8 samples per method (rows)."""
+    """Per style: the references, then 8 samples per method (rows), each row labelled on the left."""
     from PIL import Image
-    tiles = []
+    tiles, labels = [], []
     for style, parts in result["figure"].items():
         tiles.append(parts["refs"])
-        tiles += [parts[m] for m in result["methods"] if m in parts]
+        labels.append(f"{style}: refs")
+        for m in result["methods"]:
+            if m in parts:
+                tiles.append(parts[m])
+                labels.append(m)
     res = tiles[0].shape[-1]
     width = 8 * (res + 2) + 2
     canvas = torch.ones(3, len(tiles) * (res + 2) + 2, width)
     for i, row in enumerate(tiles):
         for j, img in enumerate(row[:8]):
             canvas[:, 2 + i * (res + 2):2 + i * (res + 2) + res, 2 + j * (res + 2):2 + j * (res + 2) + res] = img
-    Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
+    image = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8"))
+    label_rows(image, labels, res + 2).save(path)
+
+
+def label_rows(image, labels: list[str], row_height: int, margin: int = 120):
+    """`image` with a white margin on the left holding one label per row of tiles."""
+    from PIL import Image, ImageDraw
+    out = Image.new("RGB", (image.width + margin, image.height), "white")
+    out.paste(image, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(labels):
+        draw.text((4, 2 + i * row_height + row_height // 2 - 6), text, fill=(0, 0, 0))
+    return out
 
 
 def main(argv=None) -> int:
