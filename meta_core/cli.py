@@ -166,7 +166,8 @@ def cmd_pretrain(args) -> int:
     model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
                                                       channel_max=args.channel_max), seed=args.seed).to(device)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
-    bar = ProgressBar(args.steps, label="pretrain", log_every=args.log_every)
+    bar = ProgressBar(args.steps, label="pretrain", log_every=args.log_every,
+                      seconds=args.minutes * 60 if args.minutes else None)
     started = time.perf_counter()
     provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
                   "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},

@@ -16,8 +16,9 @@ class ProgressBar:
     """Redraws in place on a terminal; elsewhere (logs, CI) prints a line every `log_every` seconds."""
 
     def __init__(self, total: int, start: int = 0, label: str = "", stream=None, width: int = 24,
-                 log_every: float = 30.0):
-        self.total, self.done, self.first = total, start, start
+                 log_every: float = 30.0, seconds: float | None = None):
+        """`seconds`: a time budget that ends the run early; the ETA and bar then show whichever ends first."""
+        self.total, self.done, self.first, self.seconds = total, start, start, seconds
         self.label, self.width, self.log_every = label, width, log_every
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -28,7 +29,12 @@ class ProgressBar:
         now = time.perf_counter()
         rate = (done - self.first) / max(now - self.t0, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("inf")
-        filled = int(self.width * done / max(self.total, 1))
+        fraction = done / max(self.total, 1)
+        if self.seconds is not None:
+            left = max(self.seconds - (now - self.t0), 0.0)
+            if left < eta:
+                eta, fraction = left, min(1.0, (now - self.t0) / max(self.seconds, 1e-9))
+        filled = int(self.width * fraction)
         extras = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
         line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
                 f"{extras} {1 / rate if rate > 0 else 0:.2f}s/it ETA {_fmt_time(eta) if eta != float('inf') else '?'}")
