@@ -285,6 +285,10 @@ def seed_int(text: str) -> int:
     return value
 
 
+FAST_HELP = ("use the fast path (meta_core.fast.FastPath: channels_last and foreach Adam; on CUDA also CUDA graphs "
+             "and, for train, vmap across a meta-batch's tasks): the same gradients, faster steps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m meta_core", description="Meta-learned GAN: train, adapt, sample.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -317,8 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-per-task", type=positive_int, help="read at most this many images per task")
     t.add_argument("--minutes", type=positive_float, help="time budget: after a few steps, shorten --steps to what "
                    "fits and anneal the outer step size to end there")
-    t.add_argument("--fast", action="store_true", help="use the fast path (meta_core.fast.FastPath: channels_last and foreach Adam; on CUDA also "
-                   "CUDA graphs and, for train, vmap across a meta-batch's tasks); same gradients, faster steps")
+    t.add_argument("--fast", action="store_true", help=FAST_HELP)
     t.add_argument("--checkpoint-every", type=int, default=100, help="write --out every N steps (0: off)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and at least every M minutes")
     t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
@@ -338,8 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
     pt.add_argument("--limit-per-task", type=positive_int)
     pt.add_argument("--minutes", type=positive_float, help="time budget: start no chunk after this many minutes")
-    pt.add_argument("--fast", action="store_true", help="use the fast path (meta_core.fast.FastPath: channels_last and foreach Adam; on CUDA also "
-                   "CUDA graphs and, for train, vmap across a meta-batch's tasks); same gradients, faster steps")
+    pt.add_argument("--fast", action="store_true", help=FAST_HELP)
     pt.add_argument("--log-every", type=float, default=30.0)
     common(pt)
     pt.set_defaults(func=cmd_pretrain)
