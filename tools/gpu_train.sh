@@ -46,9 +46,7 @@ wait_all() {
 }
 
 finish() {
-  for f in pre64 meta64a meta64b unl64a unl64b pre128 meta128; do
-    [ -f "$WORK/$f.safetensors" ] && cp "$WORK/$f.safetensors" "$OUT/"
-  done
+  cp "$WORK"/*.safetensors "$OUT/" 2>/dev/null
   for f in "$WORK"/logs/*.log; do echo "== $f"; tail -n 3 "$f"; done
   tar czf "$OUT/logs.tar.gz" -C "$WORK" logs
   say "done (exit $1)"
@@ -66,34 +64,35 @@ if [ "$DEVICE" = cuda ]; then  # correctness of the GPU paths, alongside (small 
     > "$WORK/logs/pytest_cuda.log" 2>&1; echo "exit $?" >> "$WORK/logs/pytest_cuda.log") &
 fi
 
-common=($FAST --device "$DEVICE" --seed 0 --channel-base 1024 --channel-max 128 --log-every 20)
-"$PY" -m meta_core pretrain --tasks "$WORK/train64" --out "$WORK/pre64.safetensors" --resolution 64 \
-  --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size 32 "${common[@]}" > "$WORK/logs/pre64.log" 2>&1 &
-a=$!
-"$PY" -m meta_core pretrain --tasks "$WORK/train128" --out "$WORK/pre128.safetensors" --resolution 128 \
-  --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size 32 "${common[@]}" > "$WORK/logs/pre128.log" 2>&1 &
-b=$!
-wait_all $a $b
+common=($FAST --device "$DEVICE" --seed 0 --log-every 20)
+pids=()
+# pretrain_bg NAME RESOLUTION: pooled training in the background; its pid joins `pids`
+pretrain_bg() {
+  "$PY" -m meta_core pretrain --tasks "$WORK/train$2" --out "$WORK/$1.safetensors" --resolution "$2" \
+    --channel-base 1024 --channel-max 128 --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size 32 \
+    "${common[@]}" > "$WORK/logs/$1.log" 2>&1 &
+  pids+=($!)
+}
+# meta_bg NAME --tasks|--unlabeled RESOLUTION INNER_STEPS: Reptile from pre<RESOLUTION> in the background
+meta_bg() {
+  "$PY" -m meta_core train "$2" "$WORK/train$3" --init "$WORK/pre$3.safetensors" --out "$WORK/$1.safetensors" \
+    --inner-steps "$4" --steps 1000000 --minutes "$P2" --meta-batch 4 --support 10 --batch-size 8 \
+    --checkpoint-minutes 1 "${common[@]}" > "$WORK/logs/$1.log" 2>&1 &
+  pids+=($!)
+}
+
+pretrain_bg pre64 64
+pretrain_bg pre128 128
+wait_all "${pids[@]}"
 say "phase 1 done"
 
-meta=($FAST --steps 1000000 --minutes "$P2" --meta-batch 4 --support 10 --batch-size 8 --device "$DEVICE" --seed 0
-      --checkpoint-minutes 1 --log-every 20)
-"$PY" -m meta_core train --tasks "$WORK/train64" --init "$WORK/pre64.safetensors" --out "$WORK/meta64a.safetensors" \
-  --inner-steps 10 "${meta[@]}" > "$WORK/logs/meta64a.log" 2>&1 &
-p1=$!
-"$PY" -m meta_core train --tasks "$WORK/train64" --init "$WORK/pre64.safetensors" --out "$WORK/meta64b.safetensors" \
-  --inner-steps 25 "${meta[@]}" > "$WORK/logs/meta64b.log" 2>&1 &
-p2=$!
-"$PY" -m meta_core train --unlabeled "$WORK/train64" --init "$WORK/pre64.safetensors" --out "$WORK/unl64a.safetensors" \
-  --inner-steps 10 "${meta[@]}" > "$WORK/logs/unl64a.log" 2>&1 &
-p3=$!
-"$PY" -m meta_core train --unlabeled "$WORK/train64" --init "$WORK/pre64.safetensors" --out "$WORK/unl64b.safetensors" \
-  --inner-steps 25 "${meta[@]}" > "$WORK/logs/unl64b.log" 2>&1 &
-p4=$!
-"$PY" -m meta_core train --tasks "$WORK/train128" --init "$WORK/pre128.safetensors" --out "$WORK/meta128.safetensors" \
-  --inner-steps 10 "${meta[@]}" > "$WORK/logs/meta128.log" 2>&1 &
-p5=$!
-wait_all $p1 $p2 $p3 $p4 $p5
+pids=()
+meta_bg meta64a --tasks 64 10
+meta_bg meta64b --tasks 64 25
+meta_bg unl64a --unlabeled 64 10
+meta_bg unl64b --unlabeled 64 25
+meta_bg meta128 --tasks 128 10
+wait_all "${pids[@]}"
 say "phase 2 done"
 wait  # the CUDA tests, if still running
 finish 0
