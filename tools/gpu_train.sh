@@ -6,11 +6,13 @@
 #   python tools/pack_tasks.py pack data/dicebear128/train .gpu/train128 --exclude $EXCLUDE
 #   bash tools/gpu_train.sh                      # there; files land in $OUT
 #
-# Phase 1 (P1 minutes): pooled pretraining at 64 and 128 px, side by side on the one GPU.
-# Phase 2 (P2 minutes), all starting from the pooled weights:
-#   meta64a / meta64b   Reptile over the labelled styles, 10 / 25 inner steps (chosen later on validation styles)
-#   unl64a / unl64b     the same over k-means pseudo-tasks (labels thrown away): baseline (d)
-#   meta128             Reptile at 128 px, 10 inner steps
+# Phase 1 (P1 minutes): pooled pretraining at 64 and 128 px, side by side on the one GPU
+#   (batch PRE_BATCH64 / PRE_BATCH128: a step is bound by kernel launches, so a larger batch costs little).
+# Phase 2 (P2 minutes), all starting from the pooled weights, INNER inner steps (25: chosen on the
+# validation styles, benchmarks/quality_64/validation_choice.txt):
+#   meta64              Reptile over the labelled styles at 64 px
+#   unl64               the same over k-means pseudo-tasks (labels thrown away): baseline (d)
+#   meta128             Reptile at 128 px
 # The first process to fail stops the run, so a broken run costs little device time.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +22,9 @@ DEVICE=${DEVICE:-cuda}
 P1=${P1:-4.0}
 P2=${P2:-3.6}
 CHUNK=${CHUNK:-250}
+INNER=${INNER:-25}
+PRE_BATCH64=${PRE_BATCH64:-64}
+PRE_BATCH128=${PRE_BATCH128:-32}
 FAST=${FAST:+--fast}  # FAST=1: train on meta_core.fast (CUDA graphs, vmap across tasks)
 PACKED=${PACKED:-.gpu}
 WORK=${WORK:-/tmp/metagan_work}
@@ -61,15 +66,15 @@ say "data unpacked"
 
 if [ "$DEVICE" = cuda ]; then  # correctness of the GPU paths, alongside (small models, little GPU time)
   (timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/test_fast.py tests/test_adapt.py --device cuda \
-    > "$WORK/logs/pytest_cuda.log" 2>&1; echo "exit $?" >> "$WORK/logs/pytest_cuda.log") &
+    --tb=short > "$WORK/logs/pytest_cuda.log" 2>&1; echo "exit $?" >> "$WORK/logs/pytest_cuda.log") &
 fi
 
 common=($FAST --device "$DEVICE" --seed 0 --log-every 20)
 pids=()
-# pretrain_bg NAME RESOLUTION: pooled training in the background; its pid joins `pids`
+# pretrain_bg NAME RESOLUTION BATCH: pooled training in the background; its pid joins `pids`
 pretrain_bg() {
   "$PY" -m meta_core pretrain --tasks "$WORK/train$2" --out "$WORK/$1.safetensors" --resolution "$2" \
-    --channel-base 1024 --channel-max 128 --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size 32 \
+    --channel-base 1024 --channel-max 128 --steps 1000000 --minutes "$P1" --chunk "$CHUNK" --batch-size "$3" \
     "${common[@]}" > "$WORK/logs/$1.log" 2>&1 &
   pids+=($!)
 }
@@ -81,17 +86,15 @@ meta_bg() {
   pids+=($!)
 }
 
-pretrain_bg pre64 64
-pretrain_bg pre128 128
+pretrain_bg pre64 64 "$PRE_BATCH64"
+pretrain_bg pre128 128 "$PRE_BATCH128"
 wait_all "${pids[@]}"
 say "phase 1 done"
 
 pids=()
-meta_bg meta64a --tasks 64 10
-meta_bg meta64b --tasks 64 25
-meta_bg unl64a --unlabeled 64 10
-meta_bg unl64b --unlabeled 64 25
-meta_bg meta128 --tasks 128 10
+meta_bg meta64 --tasks 64 "$INNER"
+meta_bg unl64 --unlabeled 64 "$INNER"
+meta_bg meta128 --tasks 128 "$INNER"
 wait_all "${pids[@]}"
 say "phase 2 done"
 wait  # the CUDA tests, if still running
