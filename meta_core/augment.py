@@ -52,16 +52,7 @@ def apply(x: torch.Tensor, params: AugmentParams, ops=("color", "translation", "
         y = (y - mean) * (c + 0.5) + mean
         x = on * y + (1 - on) * x
     if "translation" in ops:
-        shift = params.translation * params.enable[:, 1:2].long()  # disabled samples shift by 0
-        # Integer shifts as a gather (double-differentiable on every device, which R1 through
-        # augmentation needs; grid_sample's backward has no derivative on CUDA); zeros fill the border.
-        src_y = torch.arange(h, device=x.device)[None, :] - shift[:, 1:2].to(x.device)  # [N, H]
-        src_x = torch.arange(w, device=x.device)[None, :] - shift[:, 0:1].to(x.device)  # [N, W]
-        valid = ((src_y >= 0) & (src_y < h))[:, :, None] & ((src_x >= 0) & (src_x < w))[:, None, :]
-        index = (src_y.clamp(0, h - 1)[:, :, None] * w + src_x.clamp(0, w - 1)[:, None, :]).flatten(1)
-        c = x.shape[1]
-        x = x.flatten(2).gather(2, index[:, None, :].expand(-1, c, -1)).view(n, c, h, w)
-        x = x * valid[:, None].to(x.dtype)
+        x = _translate(x, params.translation * params.enable[:, 1:2].long())  # disabled samples shift by 0
     if "cutout" in ops:
         size = int(h * CUTOUT_RATIO + 0.5)
         ys = torch.arange(h, device=x.device)[None, :, None]
@@ -72,6 +63,28 @@ def apply(x: torch.Tensor, params: AugmentParams, ops=("color", "translation", "
         keep = 1 - (inside & params.enable[:, 2, None, None]).to(x.dtype)
         x = x * keep[:, None]
     return x
+
+
+def _shift_matrix(shift: torch.Tensor, size: int, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[N, size, size] one-hot rows: row i picks source i - shift, or is zero where that falls outside."""
+    src = torch.arange(size, device=x.device)[None, :] - shift.to(x.device)[:, None]  # [N, size]
+    return (src[:, :, None] == torch.arange(size, device=x.device)[None, None, :]).to(dtype)
+
+
+def _translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Shift each image by whole pixels (shift [N, 2]: x, y), zeros filling the border.
+
+    Two one-hot matrix products: exact (each output is 1 * one input plus zeros), double-differentiable
+    (R1 differentiates D's input gradient through this; grid_sample's backward has no derivative on CUDA)
+    and deterministic on CUDA, where a gather's backward sums with atomics in a varying order. Autocast is
+    off and CUDA computes in float64 so that neither bf16 nor TF32 (which a host application may enable)
+    rounds the pixels; a CPU has no TF32, and float32 is 2x faster there than float64.
+    """
+    dtype = torch.float64 if x.is_cuda else torch.promote_types(x.dtype, torch.float32)
+    with torch.autocast(x.device.type, enabled=False):
+        rows = _shift_matrix(shift[:, 1], x.shape[2], x, dtype)[:, None]  # [N, 1, H, H]
+        cols = _shift_matrix(shift[:, 0], x.shape[3], x, dtype)[:, None]  # [N, 1, W, W]
+        return (rows @ x.to(dtype) @ cols.transpose(-1, -2)).to(x.dtype)
 
 
 def update_probability(p: float, real_logits: torch.Tensor, cfg: AugmentConfig) -> float:

@@ -40,6 +40,32 @@ def test_translation_is_an_exact_integer_shift_with_zero_fill():
     assert float(y[0, :, :, :2].abs().sum()) == 0.0 and float(y[0, :, -1, :].abs().sum()) == 0.0
 
 
+def test_translation_equals_slicing_on_random_batches(device):
+    gen = torch.Generator().manual_seed(0)
+    for size in (16, 24):
+        x = (torch.randn(6, 3, size, size, generator=gen) * 3).to(device)
+        p = augment.draw(6, size, 0.7, gen)
+        y = augment.apply(x, p, ops=("translation",)).cpu()
+        shift = (p.translation * p.enable[:, 1:2].long()).tolist()
+        expected = torch.zeros_like(y)
+        for i, (dx, dy) in enumerate(shift):  # out[:, r, c] = x[:, r - dy, c - dx] where that is inside
+            src = x[i].cpu()[:, max(0, -dy):size - max(0, dy), max(0, -dx):size - max(0, dx)]
+            expected[i, :, max(0, dy):size - max(0, -dy), max(0, dx):size - max(0, -dx)] = src
+        assert torch.equal(y, expected)
+
+
+def test_translation_gradient_is_reproducible_bit_for_bit(device):
+    x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(2)).to(device)
+    p = augment.draw(8, 16, 1.0, torch.Generator().manual_seed(3))
+    weight = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(4)).to(device)
+    grads = []
+    for _ in range(2):
+        t = x.clone().requires_grad_()
+        (augment.apply(t, p, ops=("translation",)) * weight).sum().backward()
+        grads.append(t.grad.cpu())
+    assert torch.equal(grads[0], grads[1])
+
+
 def test_cutout_zeroes_a_square_of_half_the_side():
     x = torch.ones(1, 3, 8, 8)
     p = augment.AugmentParams(torch.tensor([[False, False, True]]), torch.zeros(1, 3), torch.zeros(1, 2, dtype=torch.long),
@@ -67,7 +93,7 @@ def test_ada_moves_probability_towards_target():
 
 def test_augmentation_is_twice_differentiable_as_r1_through_it_needs():
     # R1 differentiates D's input gradient, and D sees augmented reals: every op needs a double backward
-    # (grid_sample has none on CUDA, which is why translation is a gather).
+    # (grid_sample has none on CUDA, which is why translation is two one-hot matrix products).
     x = torch.rand(4, 3, 16, 16, dtype=torch.float64, requires_grad=True)
     p = augment.draw(4, 16, 1.0, torch.Generator().manual_seed(1))
     assert torch.autograd.gradgradcheck(lambda t: augment.apply(t, p), (x,))
