@@ -23,6 +23,11 @@ def test_bundled_checkpoint_is_meta_trained_small_and_documented(path):
     prov = model.provenance
     for key in ("command", "data", "hardware", "steps", "wall_seconds", "init"):
         assert key in prov, key
-    trained_on = set(prov["data"]["task_names"]) | set(prov["init"]["data"]["task_names"])
+    trained_on, stage = set(), prov
+    while stage is not None:  # every training stage back to random weights: meta-training, its init, ...
+        for key in ("command", "data", "hardware", "steps"):
+            assert key in stage, key
+        trained_on |= set(stage["data"]["task_names"])
+        stage = stage.get("init")
     assert not trained_on & set(HELD_OUT_STYLES)
     json.dumps(prov)
