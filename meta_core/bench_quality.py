@@ -33,6 +33,7 @@ from .config import AugmentConfig
 from .data import load_task_folder, to_float
 from .errors import ConfigError, MetaGANError
 from .evaluator import load_evaluator
+from .images import tile
 from .meta import derived_generator
 from .model import MetaGAN
 from .sampling import sample
@@ -149,11 +150,7 @@ def write_figure(result: dict, path: Path) -> None:
                 tiles.append(parts[m])
                 labels.append(m)
     res = tiles[0].shape[-1]
-    width = 8 * (res + 2) + 2
-    canvas = torch.ones(3, len(tiles) * (res + 2) + 2, width)
-    for i, row in enumerate(tiles):
-        for j, img in enumerate(row[:8]):
-            canvas[:, 2 + i * (res + 2):2 + i * (res + 2) + res, 2 + j * (res + 2):2 + j * (res + 2) + res] = img
+    canvas = tile(tiles, columns=8)
     image = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8"))
     label_rows(image, labels, res + 2).save(path)
 

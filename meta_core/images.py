@@ -89,3 +89,16 @@ def prepare_references(images: torch.Tensor | Sequence[torch.Tensor], resolution
         img = to_square(composite(img, background), resolution)
         out.append(img.clamp(0, 1))
     return torch.stack(out) * 2 - 1
+
+
+def tile(rows: Sequence[torch.Tensor], pad: int = 2, fill: float = 1.0, columns: int | None = None) -> torch.Tensor:
+    """Rows of [N_i, 3, R, R] images -> one [3, H, W] sheet, rows top to bottom, `pad` pixels of `fill` around
+    each tile; `columns` (default: the longest row) fixes the width, longer rows are cut."""
+    res = rows[0].shape[-1]
+    cols = columns or max(r.shape[0] for r in rows)
+    out = torch.full((3, len(rows) * (res + pad) + pad, cols * (res + pad) + pad), fill)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row[:cols]):
+            y, x = pad + i * (res + pad), pad + j * (res + pad)
+            out[:, y:y + res, x:x + res] = img
+    return out

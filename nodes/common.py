@@ -15,6 +15,7 @@ import folder_paths
 
 from ..meta_core import checkpoint
 from ..meta_core.errors import ReferenceImageError, TrainingDivergedError
+from ..meta_core.images import tile
 from ..meta_core.model import MetaGAN
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,14 +68,7 @@ def nchw_to_image(x: torch.Tensor) -> torch.Tensor:
 
 def grid(rows: list[torch.Tensor], pad: int = 2, fill: float = 1.0) -> torch.Tensor:
     """Rows of [N_i, 3, R, R] images (0..1) -> one [1, H, W, 3] IMAGE, rows top to bottom."""
-    res = rows[0].shape[-1]
-    cols = max(r.shape[0] for r in rows)
-    out = torch.full((3, len(rows) * (res + pad) + pad, cols * (res + pad) + pad), fill)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            y, x = pad + i * (res + pad), pad + j * (res + pad)
-            out[:, y:y + res, x:x + res] = img
-    return nchw_to_image(out[None])
+    return nchw_to_image(tile(rows, pad, fill)[None])
 
 
 # --- progress and cancel ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def test_bundled_checkpoint_is_meta_trained_small_and_documented(path):
     assert path.stem.endswith(f"_{model.resolution}")
     assert model.meta_config is not None and model.meta_step > 0
     prov = model.provenance
-    for key in ("command", "data", "hardware", "steps", "wall_seconds", "init"):
+    for key in ("wall_seconds", "init"):  # the rest is checked per stage below
         assert key in prov, key
     trained_on, stage = set(), prov
     while stage is not None:  # every training stage back to random weights: meta-training, its init, ...

@@ -6,18 +6,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from meta_core.images import tile  # noqa: E402
 
 CELL, GAP = 64, 2
 
 
-def first_pngs(folder: Path, count: int) -> list[Image.Image]:
+def first_pngs(folder: Path, count: int) -> torch.Tensor:
+    """The first `count` PNGs of `folder` (not previews) as [count, 3, CELL, CELL] in 0..1."""
     paths = sorted(p for p in folder.glob("*.png") if "preview" not in p.name)[:count]
     if len(paths) < count:
         raise SystemExit(f"{folder}: {len(paths)} PNGs, need {count}; run the main workflow first (see --help)")
-    return [Image.open(p).convert("RGB").resize((CELL, CELL), Image.LANCZOS) for p in paths]
+    images = [np.asarray(Image.open(p).convert("RGB").resize((CELL, CELL), Image.LANCZOS)) for p in paths]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
 
 
 def main() -> None:
@@ -28,11 +36,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("assets/readme_preview.png"))
     args = ap.parse_args()
     rows = [first_pngs(args.references, args.count), first_pngs(args.samples, args.count)]
-    sheet = Image.new("RGB", (GAP + args.count * (CELL + GAP), GAP + len(rows) * (CELL + GAP)), "white")
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            sheet.paste(image, (GAP + c * (CELL + GAP), GAP + r * (CELL + GAP)))
-    sheet.save(args.out)
+    sheet = tile(rows, pad=GAP).permute(1, 2, 0).mul(255).round().byte().numpy()
+    Image.fromarray(sheet).save(args.out)
     print(f"wrote {args.out}")
 
 
