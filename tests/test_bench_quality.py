@@ -1,9 +1,12 @@
 """The quality benchmark end to end on tiny models and data (a smoke test of the pipeline, not of quality)."""
 import json
 
+import pytest
+
 from meta_core import AdaptConfig, checkpoint
-from meta_core.bench_quality import main
-from meta_core.evaluator import train_evaluator
+from meta_core.bench_quality import main, run, summarise
+from meta_core.errors import ConfigError
+from meta_core.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
 
 
@@ -27,3 +30,29 @@ def test_benchmark_runs_every_method_and_writes_its_outputs(tmp_path):
     assert all(r["fd"] >= -1e-6 and 0 <= r["precision"] <= 1 for r in result["rows"])
     assert "meta beats transfer and scratch" in (out / "results.md").read_text()
     assert (out / "figure.png").stat().st_size > 0
+
+
+def test_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
+    heldout = write_task_folder(tmp_path / "heldout", tasks=1, per_task=14, size=16)
+    ev_path = tmp_path / "ev.safetensors"
+    train_evaluator([str(heldout)], str(ev_path), epochs=1, batch=8, log=lambda *a: None)
+    meta = tiny_model(16)
+    meta.adapt_defaults = AdaptConfig(steps=2, batch_size=4, strategy="full")
+    ev = load_evaluator(str(ev_path), "cpu")
+    kwargs = dict(styles=None, shots=[2], budgets=[2], samples=12, log=lambda *a: None, methods=["meta"])
+    once = run({"meta": meta}, ev, str(heldout), **kwargs)["rows"][0]
+    twice = run({"meta": meta}, ev, str(heldout), repeats=2, **kwargs)["rows"][0]
+    assert twice["fd_runs"][0] == once["fd"] and "fd_runs" not in once
+    assert twice["fd_runs"][1] != once["fd"]  # the second run has its own noise
+    assert twice["fd"] == pytest.approx(sum(twice["fd_runs"]) / 2)
+    with pytest.raises(ConfigError, match="repeats"):
+        run({"meta": meta}, ev, str(heldout), repeats=0, **kwargs)
+
+
+def test_summary_names_only_the_baselines_that_ran():
+    row = lambda method, fd: {"style": "s", "k": 1, "budget": 5, "method": method, "fd": fd, "kid": 0.0}
+    base = {"floors": [{"style": "s", "real_halves_fd": 1.0}], "shots": [1], "budgets": [5]}
+    alone = summarise(dict(base, rows=[row("meta", 2.0)], methods=["meta"]))
+    assert "beats" not in alone
+    vs_transfer = summarise(dict(base, rows=[row("meta", 2.0), row("transfer", 3.0)], methods=["meta", "transfer"]))
+    assert "meta beats transfer on FD for 1/1 styles" in vs_transfer
