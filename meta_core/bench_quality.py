@@ -103,14 +103,15 @@ def run(models: dict[str, MetaGAN], evaluator, heldout_dir: str, styles: list[st
             for budget in budgets:
                 for name in methods:
                     start = time.perf_counter()
-                    runs, fakes = [], []
+                    runs = []
                     for r in range(repeats):
                         run_seed = seed * 1000 + k + REPEAT_SEED_STRIDE * r
                         model, cfg = method_setup(name, models, budget, run_seed)
                         adapted = adapt(model, refs01, cfg, seed=run_seed).model
-                        fakes.append(sample(adapted, seed=run_seed, count=samples))
-                        runs.append(score(evaluator.features(fakes[-1]), real_f, ref_f))
-                    fake01 = fakes[0]  # the figure shows the first run
+                        fakes = sample(adapted, seed=run_seed, count=samples)
+                        runs.append(score(evaluator.features(fakes), real_f, ref_f))
+                        if r == 0:
+                            fake01 = fakes  # the figure shows the first run
                     row = {"style": style, "k": k, "budget": budget, "method": name,
                            **{key: sum(run[key] for run in runs) / repeats for key in runs[0]},
                            "seconds": round((time.perf_counter() - start) / repeats, 2)}

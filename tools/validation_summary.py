@@ -8,24 +8,20 @@ meta better) and the geometric-mean FD of each method.
 """
 from __future__ import annotations
 
-import json
-import math
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from head_to_head import compare, fds  # noqa: E402
 
 
 def summarise(path: str) -> dict:
-    rows = json.load(open(path))["rows"]
-    fd = {(r["style"], r["k"], r["budget"], r["method"]): r["fd"] for r in rows}
-    cells = sorted({key[:3] for key in fd if key[3] == "meta" and key[:3] + ("transfer",) in fd})
-    if not cells:
+    meta, transfer = fds(path, "meta"), fds(path, "transfer")
+    if not meta.keys() & transfer.keys():
         raise SystemExit(f"{path}: no row has both a meta and a transfer FD; run bench-quality --methods meta,transfer")
-    logs = [math.log(fd[c + ("meta",)] / fd[c + ("transfer",)]) for c in cells]
-
-    def geomean(method):
-        return math.exp(sum(math.log(fd[c + (method,)]) for c in cells) / len(cells))
-
-    return {"cells": len(cells), "wins": sum(x < 0 for x in logs), "mean_log_ratio": sum(logs) / len(logs),
-            "fd_meta": geomean("meta"), "fd_transfer": geomean("transfer")}
+    s = compare(meta, transfer)
+    return {"cells": s["cells"], "wins": s["wins"], "mean_log_ratio": s["mean_log_ratio"], "fd_meta": s["geomean_a"],
+            "fd_transfer": s["geomean_b"]}
 
 
 def main(argv: list[str]) -> None:
