@@ -291,13 +291,24 @@ UI_KEYS = ["nodes", "links", "id", "type", "mode", "inputs", "outputs", "widgets
 
 def workflow_pipeline(data, defs) -> None:
     """Everything the runner does with a parsed workflow before running it."""
-    for result in (headless.convert_workflow(data, defs) if isinstance(data, dict) else None,
-                   headless.validate_prompt(data, defs), headless.validate_prompt(data, defs, strict=True),
-                   headless.validate_prompt(data, defs, check_values=False)):
+    # Every problem or warning is a Problem with a stable snake_case kind and a message, and the node it
+    # blames is one of the document's own nodes (as the user sees ids: strings), never an invented id.
+    api_ids = {str(k) for k in data} if isinstance(data, dict) else set()
+    raw_nodes = data.get("nodes") if isinstance(data, dict) else None
+    ui_ids = {str(n["id"]) for n in raw_nodes if isinstance(n, dict) and "id" in n} if isinstance(raw_nodes,
+                                                                                                  list) else set()
+    for result, ids in ((headless.convert_workflow(data, defs) if isinstance(data, dict) else None, ui_ids),
+                        (headless.validate_prompt(data, defs), api_ids),
+                        (headless.validate_prompt(data, defs, strict=True), api_ids),
+                        (headless.validate_prompt(data, defs, check_values=False), api_ids)):
         if result is None:
             continue
         for p in list(result.problems) + list(result.warnings):
-            assert isinstance(p, headless.Problem) and isinstance(str(p), str)
+            assert isinstance(p, headless.Problem), p
+            assert isinstance(p.kind, str) and p.kind[:1].isalpha() and p.kind.isidentifier() and p.kind.islower() \
+                and p.kind.isascii(), p.kind
+            assert isinstance(p.message, str) and p.message.strip(), repr(p)
+            assert p.node_id is None or p.node_id in ids, (p.node_id, sorted(ids)[:20])
     try:
         conversion = headless.to_api_prompt(data, defs)
     except WorkflowError:
