@@ -19,8 +19,8 @@ from .convert import (MAX_LINKS, MAX_NODES, MAX_WORKFLOW_BYTES, Conversion, Load
 from .errors import (ExecutionInterrupted, HeadlessError, NodeDefinitionError, NodeExecutionError, Problem,
                      ServerError, WorkflowError)
 from .execute import NodeTiming, RunResult, SavedFile, run_prompt
-from .nodedefs import (NodeDef, NodeRegistry, build_registry, core_registry, node_def_from_class,
-                       node_def_to_object_info, node_defs_from_object_info)
+from .nodedefs import (NodeDef, NodeRegistry, WidgetSlot, build_registry, core_registry, node_def_from_class,
+                       node_def_to_object_info, node_defs_from_object_info, widget_layout)
 from .validate import Validation, check_prompt, execution_order, types_compatible, validate_prompt
 
 __all__ = [
@@ -31,6 +31,6 @@ __all__ = [
     "ServerError", "WorkflowError",
     "NodeTiming", "RunResult", "SavedFile", "run_prompt",
     "NodeDef", "NodeRegistry", "build_registry", "core_registry", "node_def_from_class",
-    "node_def_to_object_info", "node_defs_from_object_info",
+    "node_def_to_object_info", "node_defs_from_object_info", "WidgetSlot", "widget_layout",
     "Validation", "check_prompt", "execution_order", "types_compatible", "validate_prompt",
 ]

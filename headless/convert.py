@@ -11,7 +11,8 @@ Two formats exist:
 
 ``ui_to_api`` does what the ComfyUI frontend's ``graphToPrompt`` does (frontend 1.2x, with ComfyUI
 0.3.64): widget values are matched to the node's widget inputs by position, counting the extra
-``control_after_generate`` value after seed-like widgets and the image-upload button's value;
+``control_after_generate`` (and a COMBO's filter-list) values and the image-upload button's value
+(``nodedefs.widget_layout``);
 links override widget values; muted (mode 2) and bypassed (mode 4) nodes are left out, a link from
 a bypassed node is re-routed to that node's first input of the same type; ``Reroute`` nodes are
 followed; a ``PrimitiveNode`` gives its value to the widget it feeds; ``Note``/``MarkdownNote`` are
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import Problem, WorkflowError
-from .nodedefs import UPLOAD_OPTIONS, NodeDef, has_control_widget, is_widget_input
+from .nodedefs import NodeDef, widget_layout
 
 MAX_WORKFLOW_BYTES = 64 * 1024 * 1024  # a workflow file larger than this is refused unread
 MAX_NODES = 10_000                     # more nodes than this is refused as absurd
@@ -187,26 +188,6 @@ def _sort_key(node_id: str) -> tuple:
     return (0, int(node_id), "") if node_id.isdecimal() and len(node_id) < 100 else (1, 0, node_id)
 
 
-def _widget_layout(d: NodeDef) -> list[str | None]:
-    """The order of ``widgets_values`` for node ``d``; None marks a value that is not an input.
-
-    This is the order in which the frontend creates widgets: the widget inputs of ``required``
-    then ``optional``, each seed-like widget followed by its ``control_after_generate`` value, and
-    the upload button (value ``"image"``) after the required inputs when one of them uploads files.
-    The frontend restores ``widgets_values`` strictly in this order, and so does this converter.
-    """
-    layout: list[str | None] = []
-    for section in (d.required, d.optional):
-        for name, (input_type, options) in section.items():
-            if is_widget_input(input_type, options):
-                layout.append(name)
-                if has_control_widget(name, input_type, options):
-                    layout.append(None)
-        if section is d.required and any(opts.get(o) for _t, opts in d.required.values() for o in UPLOAD_OPTIONS):
-            layout.append(None)
-    return layout
-
-
 def _wrap(value: Any) -> Any:
     """A list widget value is sent as ``{"__value__": [...]}`` so it is not read as a link."""
     return {"__value__": value} if isinstance(value, list) else value
@@ -295,15 +276,15 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
                 if name in values:
                     inputs[name] = _wrap(values[name])
         elif isinstance(values, list):
-            layout = _widget_layout(d)
+            layout = widget_layout(d)
             if len(layout) != len(values):
                 problem("widget_count_mismatch",
                         f"has {len(values)} widget values but {d.name} expects {len(layout)}; values were "
                         "assigned in order and may be misplaced (was the workflow saved with another "
                         "version of the node?).", warnings)
-            for name, value in zip(layout, values):
-                if name is not None:
-                    inputs[name] = _wrap(value)
+            for entry, value in zip(layout, values):
+                if entry.kind == "value":
+                    inputs[entry.input] = _wrap(value)
         elif values is not None:
             problem("invalid_workflow", "'widgets_values' must be a list or an object.")
 

@@ -83,16 +83,70 @@ def is_widget_input(input_type: Any, options: Mapping) -> bool:
     return isinstance(input_type, list) or input_type in WIDGET_TYPES
 
 
-def has_control_widget(name: str, input_type: Any, options: Mapping) -> bool:
-    """Whether the frontend adds a ``control_after_generate`` widget right after this one.
+# Values a ``control_after_generate`` widget may hold (COMBO targets also allow "increment-wrap").
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+COMBO_CONTROL_VALUES = CONTROL_VALUES + ("increment-wrap",)
 
-    The frontend does so for INT inputs with a truthy ``control_after_generate`` option and, by
-    legacy convention, for INT inputs named ``seed`` or ``noise_seed`` that do not set the option;
-    COMBO inputs get one only when they set the option.
+
+def control_widgets(name: str, input_type: Any, options: Mapping) -> tuple[str, ...]:
+    """The extra widgets the frontend adds right after the widget of this input, in order.
+
+    ``()`` for most inputs; ``("control",)`` (a ``control_after_generate`` combo) for an INT with a
+    truthy ``control_after_generate`` option or, when the option is absent, an INT named ``seed`` or
+    ``noise_seed``, and for a FLOAT with a truthy option; ``("control", "filter")`` (that combo plus
+    the ``control_filter_list`` text) for a COMBO with a truthy option. As ComfyUI_frontend writes
+    them (``useIntWidget`` / ``useFloatWidget`` / ``useComboWidget`` calling ``addValueControlWidget(s)``
+    in ``src/scripts/widgets.ts``): these widgets are left out of the prompt (``options.serialize``
+    is false) but ``LGraphNode.serialize`` still stores their values in ``widgets_values``.
     """
-    if "control_after_generate" in options:
-        return bool(options["control_after_generate"]) and (input_type == "INT" or isinstance(input_type, list) or input_type == "COMBO")
-    return input_type == "INT" and name in ("seed", "noise_seed")
+    if not is_widget_input(input_type, options):
+        return ()
+    control = options.get("control_after_generate")
+    if isinstance(input_type, list) or input_type == "COMBO":
+        return ("control", "filter") if control else ()
+    if input_type == "INT":
+        if control is None:
+            control = name in ("seed", "noise_seed")
+        return ("control",) if control else ()
+    if input_type == "FLOAT":
+        return ("control",) if control else ()
+    return ()
+
+
+@dataclass(frozen=True)
+class WidgetSlot:
+    """One entry of a node's UI-format ``widgets_values``."""
+
+    kind: str           # "value" (the input's own widget), "control", "filter" or "upload"
+    input: str          # the input the entry belongs to (for "upload": the media input it uploads to)
+    type: Any           # that input's type (a list of options for a COMBO)
+    options: Mapping    # that input's options
+
+
+def widget_layout(d: NodeDef) -> tuple[WidgetSlot, ...]:
+    """The entries of ``widgets_values`` for node ``d``, in the order the frontend writes and reads them.
+
+    The widget inputs of ``required`` then ``optional`` (in definition order), each followed by its
+    ``control_widgets``; after the required inputs, one upload button (value ``"image"``) when a
+    required input asks for one (``image_upload`` and the like; the frontend's ``Comfy.UploadImage``
+    extension appends an ``upload`` input to ``required`` for the first such input). The frontend
+    restores ``widgets_values`` strictly by position, so a file saved with another layout is misread.
+    """
+    layout: list[WidgetSlot] = []
+    for section in (d.required, d.optional):
+        for name, (input_type, options) in section.items():
+            if not is_widget_input(input_type, options):
+                continue
+            layout.append(WidgetSlot("value", name, input_type, options))
+            layout.extend(WidgetSlot(kind, name, input_type, options)
+                          for kind in control_widgets(name, input_type, options))
+        if section is d.required:
+            media = next((name for name, (_t, opts) in d.required.items()
+                          if any(opts.get(o) for o in UPLOAD_OPTIONS)), None)
+            if media is not None:
+                input_type, options = d.required[media]
+                layout.append(WidgetSlot("upload", media, input_type, options))
+    return tuple(layout)
 
 
 def node_def_from_class(name: str, cls: type, display_name: str | None = None) -> NodeDef:

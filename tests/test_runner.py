@@ -107,11 +107,50 @@ def test_fixture_workflow_converts_like_the_frontend(defs):
 
 
 def test_control_after_generate_values_are_skipped(defs):
-    wf = ui_workflow([ui_node(1, "FakeNumber", [5, "fixed", "b", "increment", 3], outputs=[("number", "INT", [])]),
+    # INT: value, control; COMBO: value, control, filter list (ComfyUI_frontend's addValueControlWidgets)
+    wf = ui_workflow([ui_node(1, "FakeNumber", [5, "fixed", "b", "increment", "", 3], outputs=[("number", "INT", [])]),
                       ui_node(2, "FakeSeedImage", [7, "increment", 4, 4, 1, 0.5])], [])
     prompt = headless.ui_to_api(wf, defs)
     assert prompt["1"]["inputs"] == {"variant": 5, "pick": "b", "offset": 3}  # explicit option on INT and COMBO
     assert prompt["2"]["inputs"] == {"seed": 7, "width": 4, "height": 4, "steps": 1, "tint": 0.5}  # legacy 'seed' name
+
+
+def _layout(required, optional=None):
+    d = headless.node_defs_from_object_info({"N": {"input": {"required": required, "optional": optional or {}},
+                                                    "output": []}})["N"]
+    return [(w.kind, w.input) for w in headless.widget_layout(d)]
+
+
+@pytest.mark.parametrize("required, expected", [
+    # INT: a control widget when the option is truthy, or -- option absent -- for the legacy names seed/noise_seed
+    ({"n": ["INT", {"control_after_generate": True}]}, [("value", "n"), ("control", "n")]),
+    ({"n": ["INT", {"control_after_generate": "fixed"}]}, [("value", "n"), ("control", "n")]),
+    ({"n": ["INT", {}]}, [("value", "n")]),
+    ({"seed": ["INT", {}]}, [("value", "seed"), ("control", "seed")]),
+    ({"noise_seed": ["INT"]}, [("value", "noise_seed"), ("control", "noise_seed")]),
+    ({"seed": ["INT", {"control_after_generate": False}]}, [("value", "seed")]),
+    # FLOAT: only with the option
+    ({"f": ["FLOAT", {"control_after_generate": True}]}, [("value", "f"), ("control", "f")]),
+    ({"seed": ["FLOAT", {}]}, [("value", "seed")]),
+    # COMBO: the control combo and the control_filter_list text, both stored in widgets_values
+    ({"c": [["a", "b"], {"control_after_generate": True}]}, [("value", "c"), ("control", "c"), ("filter", "c")]),
+    ({"c": ["COMBO", {"options": ["a"], "control_after_generate": True}]},
+     [("value", "c"), ("control", "c"), ("filter", "c")]),
+    ({"seed": [["a", "b"], {}]}, [("value", "seed")]),
+    # forceInput and link types make no widget; STRING and BOOLEAN never get a control
+    ({"i": ["INT", {"forceInput": True, "control_after_generate": True}], "img": ["IMAGE"], "s": ["STRING", {}],
+      "b": ["BOOLEAN", {}]}, [("value", "s"), ("value", "b")]),
+    # the upload button comes after all required inputs (Comfy.UploadImage appends it to 'required')
+    ({"image": [["x.png"], {"image_upload": True}], "n": ["INT", {}]},
+     [("value", "image"), ("value", "n"), ("upload", "image")]),
+])
+def test_widget_layout_follows_the_frontend(required, expected):
+    assert _layout(required) == expected
+
+
+def test_widget_layout_puts_optional_after_required_and_upload():
+    assert _layout({"image": [["x.png"], {"image_upload": True}]}, {"seed": ["INT", {}]}) == [
+        ("value", "image"), ("upload", "image"), ("value", "seed"), ("control", "seed")]
 
 
 def test_widget_value_count_mismatch_is_a_warning_and_values_go_in_order(defs):
@@ -119,7 +158,7 @@ def test_widget_value_count_mismatch_is_a_warning_and_values_go_in_order(defs):
     conversion = headless.convert_workflow(ui_workflow([ui_node(1, "FakeNumber", [5, "b", 3])], []), defs)
     assert conversion.prompt["1"]["inputs"] == {"variant": 5, "pick": 3}
     (warning,) = conversion.warnings
-    assert warning.kind == "widget_count_mismatch" and "has 3 widget values but FakeNumber expects 5" in warning.message
+    assert warning.kind == "widget_count_mismatch" and "has 3 widget values but FakeNumber expects 6" in warning.message
     # An upload button value may be absent (it is the last value): nothing is misplaced.
     conversion = headless.convert_workflow(ui_workflow([ui_node(1, "LoadImage", ["cat.png"])], []), defs)
     assert conversion.prompt["1"]["inputs"] == {"image": "cat.png"}
@@ -127,7 +166,7 @@ def test_widget_value_count_mismatch_is_a_warning_and_values_go_in_order(defs):
 
 def test_widget_converted_to_input_takes_the_link(defs):
     wf = ui_workflow([
-        ui_node(1, "FakeNumber", [5, "fixed", "a", "fixed", 0], outputs=[("number", "INT", [1])]),
+        ui_node(1, "FakeNumber", [5, "fixed", "a", "fixed", "", 0], outputs=[("number", "INT", [1])]),
         ui_node(2, SEED[0], list(SEED[1]), inputs=[("seed", "INT", 1, True), ("width", "INT", None, True)],
                 outputs=[("IMAGE", "IMAGE", [2])]),
         save_node(3, 2),

@@ -53,13 +53,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# The one copy of the frontend's widgets_values layout rule (standard library only, like this script).
+from headless.convert import to_api_prompt  # noqa: E402
+from headless.errors import HeadlessError  # noqa: E402
+from headless.nodedefs import (COMBO_CONTROL_VALUES, CONTROL_VALUES, node_defs_from_object_info,  # noqa: E402
+                               widget_layout)
+
 PACK_NAME = "comfyui-metagan"
 PROBE_NAME = "metagan_check_probe.py"
 PROBE_ROUTE = "/metagan_check/probe"
 NODE_IDS = ("MetaGANLoader", "MetaGANLoadReferences", "MetaGANFewShotAdapt", "MetaGANSample",
             "MetaGANInterpolate", "MetaGANSaveAdapted")
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "ws_proxy", "wss_proxy")
 
@@ -398,46 +405,9 @@ def _dtype(v) -> bool:
     return isinstance(v, str) or _is_num(v) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
 
 
-def widget_layout(d: dict) -> list[tuple[str, str, object, dict]]:
-    """(kind, input name, type, options) for each serialised widget value, as the frontend creates them.
-
-    kind is "value", "control" (control_after_generate), "filter" (combo control filter list) or "upload".
-    Frontend rules: INT gets a control widget when ``control_after_generate`` is set, or -- when it is not
-    set at all -- when the input is named seed/noise_seed; COMBO gets control + filter-list widgets when
-    ``control_after_generate`` is set; ``image_upload`` (and the other upload flags) add an upload widget.
-    """
-    layout = []
-    inputs = d.get("input") or {}
-    order = d.get("input_order") or {s: list((inputs.get(s) or {}).keys()) for s in ("required", "optional")}
-    for section in ("required", "optional"):
-        specs = inputs.get(section) or {}
-        for name in order.get(section) or []:
-            spec = specs.get(name)
-            if spec is None:
-                continue
-            typ = spec[0] if isinstance(spec, (list, tuple)) else spec
-            opts = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) else {}
-            kind_type = "COMBO" if isinstance(typ, list) else typ
-            if kind_type not in WIDGET_TYPES or opts.get("forceInput"):
-                continue
-            layout.append(("value", name, typ, opts))
-            if kind_type == "INT":
-                control = opts.get("control_after_generate")
-                if control is None:
-                    control = name in ("seed", "noise_seed")
-                if control:
-                    layout.append(("control", name, "INT", opts))
-            elif kind_type == "COMBO" and opts.get("control_after_generate"):
-                layout.append(("control", name, "COMBO", opts))
-                layout.append(("filter", name, "COMBO", opts))
-            if any(opts.get(k) for k in ("image_upload", "video_upload", "animated_image_upload", "audio_upload")):
-                layout.append(("upload", name, typ, opts))
-    return layout
-
-
 def _check_value(kind, typ, opts, value) -> str | None:
     if kind == "control":
-        allowed = CONTROL_VALUES | ({"increment-wrap"} if typ == "COMBO" else set())
+        allowed = COMBO_CONTROL_VALUES if isinstance(typ, list) or typ == "COMBO" else CONTROL_VALUES
         return None if value in allowed else f"control_after_generate value {value!r} not in {sorted(allowed)}"
     if kind in ("filter", "upload"):
         return None
@@ -566,7 +536,11 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
         props = n.get("properties") or {}
         if props.get("Node name for S&R") not in (None, ntype):
             notes.append(f"node {nid}: 'Node name for S&R' is {props.get('Node name for S&R')!r}")
-        layout = widget_layout(d)
+        try:
+            layout = widget_layout(node_defs_from_object_info({ntype: d})[ntype])
+        except HeadlessError as exc:
+            problems.append(f"node {nid}: the server's definition of {ntype!r} is unreadable: {exc}")
+            continue
         values = n.get("widgets_values")
         if isinstance(values, dict):
             notes.append(f"node {nid}: widgets_values is an object (only custom widgets do that)")
@@ -574,14 +548,14 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
         values = values or []
         if len(values) != len(layout):
             problems.append(f"node {nid} ({ntype}): {len(values)} widgets_values but the frontend creates {len(layout)} "
-                            f"widget(s) {[(k if k != 'value' else '') + ('(' + nm + ')' if k != 'value' else nm) for k, nm, _, _ in layout]}")
+                            f"widget(s) {[w.input if w.kind == 'value' else f'{w.kind}({w.input})' for w in layout]}")
         api_inputs = {}
-        for (kind, name, typ, opts), value in zip(layout, values):
-            err = _check_value(kind, typ, opts, value)
+        for w, value in zip(layout, values):
+            err = _check_value(w.kind, w.type, w.options, value)
             if err:
-                problems.append(f"node {nid} ({ntype}) widget {name!r}{'' if kind == 'value' else ' ' + kind}: {err}")
-            if kind == "value":
-                api_inputs[name] = value
+                problems.append(f"node {nid} ({ntype}) widget {w.input!r}{'' if w.kind == 'value' else ' ' + w.kind}: {err}")
+            if w.kind == "value":
+                api_inputs[w.input] = value
         all_inputs = {**((d.get("input") or {}).get("required") or {}), **((d.get("input") or {}).get("optional") or {})}
         required = (d.get("input") or {}).get("required") or {}
         linked = set()
@@ -599,7 +573,7 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
                 link = link_by_id[slot["link"]]
                 api_inputs[name] = [str(link[1]), link[2]]
                 linked.add(name)
-        widget_names = {nm for _, nm, _, _ in layout}
+        widget_names = {w.input for w in layout if w.kind == "value"}
         for name in required:
             if name not in widget_names and name not in linked:
                 problems.append(f"node {nid} ({ntype}): required input {name!r} is not connected")
@@ -636,16 +610,11 @@ def compare_prompts(a: dict, b: dict) -> list[str]:
 
 
 def check_ui_workflows(report: Report, info: dict):
-    sys.path.insert(0, str(REPO))
     try:
-        from headless.convert import to_api_prompt
-        from headless.nodedefs import node_defs_from_object_info
         node_defs = node_defs_from_object_info(info)
-    except Exception as exc:  # noqa: BLE001
-        to_api_prompt, node_defs = None, None
-        report.add("runner conversion available", None, f"cannot import headless: {exc}")
-    finally:
-        sys.path.remove(str(REPO))
+    except HeadlessError as exc:
+        node_defs = None
+        report.add("runner conversion available", None, f"the server's /object_info is unreadable: {exc}")
     for path in sorted((REPO / "workflows").glob("*.json")):
         problems, notes, frontend_prompt = check_ui_workflow(path, info)
         report.add(f"UI {path.name}: frontend schema", not problems,

@@ -19,8 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from headless import build_registry, ui_to_api  # noqa: E402
-from headless.convert import _widget_layout  # noqa: E402
+from headless import build_registry, ui_to_api, widget_layout  # noqa: E402
 
 BUNDLED = "metagan_64.safetensors"
 
@@ -96,11 +95,15 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
             links[link_id - 1][4] = slot
             ui_inputs.append({"name": input_name, "type": d.input_spec(input_name)[1], "link": link_id})
         values = []
-        for entry in _widget_layout(d):
-            if entry is None:
+        for entry in widget_layout(d):
+            if entry.kind == "value":
+                values.append(widgets.get(entry.input, entry.options.get("default")))
+            elif entry.kind == "control":
                 values.append("fixed")  # control_after_generate: keep the seed so reruns reproduce
+            elif entry.kind == "filter":
+                values.append("")  # control_filter_list: no filter
             else:
-                values.append(widgets.get(entry, d.input_spec(entry)[2].get("default")))
+                values.append("image")  # the upload button
         ui_nodes.append({
             "id": nid, "type": ntype, "pos": [40 + 360 * order, 80 + 60 * (order % 2)], "size": [320, 130],
             "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs,
