@@ -14,6 +14,8 @@ import time
 import traceback
 from typing import TextIO
 
+from tqdm import tqdm
+
 from .convert import load_workflow, to_api_prompt
 from .errors import ExecutionInterrupted, HeadlessError, NodeExecutionError, Problem, ServerError, WorkflowError
 
@@ -49,20 +51,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ProgressPrinter:
-    """Prints run events to a stream: one line per node, and progress bars of long steps."""
+    """Prints run events to a stream: one line per node, and the progress of long steps.
+
+    On a terminal a step's progress is a tqdm bar (what ComfyUI itself uses); elsewhere (a log
+    file, a pipe, CI) it is a plain line at every quarter and at the end, in tqdm's counter format
+    (``  progress 3/12 [00:01<00:03, 2.95it/s]``), so logs carry no carriage-return frames.
+    """
 
     def __init__(self, stream: TextIO = sys.stderr, titles: dict[str, str] | None = None):
         self.stream = stream
         self.titles = dict(titles or {})  # node id -> title, for events that carry only the id
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.total = 0
+        self._bar: tqdm | None = None            # the open terminal bar
+        self._bar_node: str | None = None
+        self._started: dict[str, float] = {}     # node -> when its progress began (plain lines)
         self._last_quarter: dict[str, int] = {}
-        self._bar_open = False
 
     def _end_bar(self) -> None:
-        if self._bar_open:
-            self.stream.write("\n")
-            self._bar_open = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self._bar_node = None
+
+    def _progress(self, node: str, value: int, total: int) -> None:
+        if self.tty:
+            bar = self._bar
+            if bar is None or self._bar_node != node or bar.total != total or value < bar.n:
+                self._end_bar()
+                bar = self._bar = tqdm(total=total, file=self.stream, desc="  progress", unit="step",
+                                       leave=True, dynamic_ncols=True, mininterval=0.1)
+                self._bar_node = node
+            bar.update(value - bar.n)
+            if value >= total:
+                self._end_bar()
+            return
+        now = time.monotonic()
+        started = self._started.setdefault(node, now)
+        quarter = int(4 * value / total)
+        if quarter > self._last_quarter.get(node, 0) or value >= total:
+            self._last_quarter[node] = quarter
+            counter = tqdm.format_meter(value, total, now - started, unit="step",
+                                        bar_format="{n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
+            print(f"  progress {counter}", file=self.stream, flush=True)
+            if value >= total:
+                self._last_quarter.pop(node, None)
+                self._started.pop(node, None)
 
     def __call__(self, event: str, data: dict) -> None:
         if event == "execution_start":
@@ -76,23 +110,8 @@ class ProgressPrinter:
             label = data.get("title") or self.titles.get(str(data.get("node")), "")
             print(f"{count}node {data['node']} {label}".rstrip(), file=self.stream, flush=True)
         elif event == "progress":
-            value, total = data.get("value", 0), data.get("max", 0) or 1
-            if self.tty:
-                width = 30
-                filled = int(width * value / total)
-                self.stream.write(f"\r  {'#' * filled}{'.' * (width - filled)} {value}/{total}")
-                self.stream.flush()
-                self._bar_open = value < total
-                if value >= total:
-                    self.stream.write("\n")
-            else:
-                quarter = int(4 * value / total)
-                node = str(data.get("node"))
-                if quarter > self._last_quarter.get(node, 0) or value >= total:
-                    self._last_quarter[node] = quarter
-                    print(f"  progress {value}/{total}", file=self.stream, flush=True)
-                    if value >= total:
-                        self._last_quarter.pop(node, None)
+            total = data.get("max", 0) or 1
+            self._progress(str(data.get("node")), min(int(data.get("value") or 0), total), total)
         elif event == "execution_cached":
             nodes = data.get("nodes") or []
             if nodes:

@@ -720,3 +720,29 @@ def test_problem_text():
     assert str(Problem("k", "says why.", "3", None, "T")) == "node 3 (T): says why."
     assert str(Problem("k", "says why.")) == "workflow: says why."
     assert copy.copy(WorkflowError([Problem("k", "m")])).problems[0].message == "m"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal_and_plain_lines_in_a_log():
+    from headless.cli import ProgressPrinter
+
+    events = [("executing", {"node": "3", "title": "Adapt", "index": 0, "total": 2})]
+    events += [("progress", {"node": "3", "value": v, "max": 8}) for v in range(1, 9)]
+    events += [("executing", {"node": "4", "title": "Sample", "index": 1, "total": 2}), ("execution_success", {})]
+    log, terminal = io.StringIO(), _Terminal()
+    for stream in (log, terminal):
+        printer = ProgressPrinter(stream)
+        for event in events:
+            printer(*event)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert lines[0] == "[1/2] node 3 Adapt" and lines[-1] == "[2/2] node 4 Sample"
+    counters = [line.split()[1] for line in lines if line.startswith("  progress ")]
+    assert counters == ["2/8", "4/8", "6/8", "8/8"]  # every quarter, no carriage-return frames
+    shown = terminal.getvalue()
+    assert "\r" in shown and "8/8" in shown and "100%" in shown  # tqdm's bar, closed at the end
+    assert shown.rstrip("\n").splitlines()[-1] == "[2/2] node 4 Sample"
