@@ -1,4 +1,5 @@
 """The shipped workflows: in sync with the node definitions, valid, and the main one runs headless."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 UI_FILES = sorted((ROOT / "workflows").glob("*.json"))
 API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
 BUNDLED = ROOT / "checkpoints" / "metagan_64.safetensors"
+
+
+def _make_workflows():
+    spec = importlib.util.spec_from_file_location("make_workflows", ROOT / "tools" / "make_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,24 @@ def test_api_workflow_is_valid(path, defs):
     assert not report.problems, [str(p) for p in report.problems]
     assert all(entry["class_type"] in defs for entry in prompt.values())
     assert any(defs[e["class_type"]].output_node for e in prompt.values())
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_ui_workflow_fits_a_normal_window_at_a_readable_zoom(path):
+    # Fitted to 1600 x 1000 the frontend must zoom to at least ~70 % (it draws titles and widgets from 60 %).
+    wf = json.loads(path.read_text())
+    assert _make_workflows().fit_zoom(wf, (1600, 1000)) >= 0.70
+    boxes = [(n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in wf["nodes"]]
+    for i, a in enumerate(boxes):  # and no two nodes (title bars included) overlap
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def test_fit_zoom_matches_what_comfyui_showed():
+    # Measured in ComfyUI 0.3.64 at 1600 x 1000: the old row of 6 nodes (x 40..2160) fitted at 54 %, of 5 at 65 %.
+    row = lambda n: {"nodes": [{"pos": [40 + 360 * i, 80], "size": [320, 130]} for i in range(n)]}  # noqa: E731
+    assert _make_workflows().fit_zoom(row(6)) == pytest.approx(0.54, abs=0.01)
+    assert _make_workflows().fit_zoom(row(5)) == pytest.approx(0.65, abs=0.01)
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)

@@ -75,6 +75,52 @@ WORKFLOWS = {
 }
 
 
+# -- layout -------------------------------------------------------------------------------------
+# LiteGraph measures (ComfyUI_frontend): a node's title bar sits above its pos; slots are 20 units
+# high, a widget row 20 + 4. Nodes that show images get room for them below their widgets.
+TITLE_H, SLOT_H, WIDGET_H = 30, 20, 24
+NODE_W, COL_GAP, ROW_GAP = 320, 50, 60
+IMAGE_ROOM = {"SaveImage": 300, "PreviewImage": 260, "SaveAnimatedWEBP": 300, "MetaGANFewShotAdapt": 170}
+IMAGE_NODE_W = 360
+# Fitting a loaded workflow, the frontend zooms to about 0.715 of the window-to-graph ratio (measured in
+# ComfyUI 0.3.64: 2,120 units wide -> 54 % in a 1600 x 1000 window, 1,760 -> 65 %); below about 60 %
+# it draws nodes as blank boxes. The window's height loses the menu bar and a margin.
+WINDOW = (1600, 1000)
+FIT_RATIO, WINDOW_CHROME_H = 0.715, 80
+
+
+def node_size(d, linked_inputs: int) -> list[int]:
+    """Width and height (without the title bar) of node ``d`` as drawn, with room for its images."""
+    slots = max(linked_inputs, len(d.outputs))
+    height = slots * SLOT_H + len(widget_layout(d)) * WIDGET_H + 10 + IMAGE_ROOM.get(d.name, 0)
+    return [IMAGE_NODE_W if d.name in IMAGE_ROOM and d.name != "MetaGANFewShotAdapt" else NODE_W, height]
+
+
+def layout(nodes, sizes: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Positions: columns by distance from the sources (data flows left to right), stacked in a column."""
+    depth: dict[int, int] = {}
+    for nid, *_, inputs in nodes:  # nodes are listed after the nodes they take inputs from
+        depth[nid] = max((depth[src] + 1 for src, _slot in inputs.values()), default=0)
+    positions, x = {}, 0
+    for column in range(max(depth.values()) + 1):
+        members = [nid for nid, *_ in nodes if depth[nid] == column]
+        y = TITLE_H
+        for nid in members:
+            positions[nid] = [x, y]
+            y += sizes[nid][1] + TITLE_H + ROW_GAP
+        x += max(sizes[nid][0] for nid in members) + COL_GAP
+    return positions
+
+
+def fit_zoom(ui: dict, window: tuple[int, int] = WINDOW) -> float:
+    """The zoom at which the frontend shows the whole workflow ``ui`` when it fits it into ``window``."""
+    x0 = min(n["pos"][0] for n in ui["nodes"])
+    y0 = min(n["pos"][1] - TITLE_H for n in ui["nodes"])
+    x1 = max(n["pos"][0] + n["size"][0] for n in ui["nodes"])
+    y1 = max(n["pos"][1] + n["size"][1] for n in ui["nodes"])
+    return FIT_RATIO * min(window[0] / (x1 - x0), (window[1] - WINDOW_CHROME_H) / (y1 - y0))
+
+
 def ui_workflow(name: str, title: str, nodes, defs) -> dict:
     links, ui_nodes = [], []
     outgoing: dict[tuple[int, int], list[int]] = {}
@@ -86,6 +132,8 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
             links.append([link_id, src, slot, nid, None, src_type])
             outgoing.setdefault((src, slot), []).append(link_id)
             incoming[(nid, input_name)] = link_id
+    sizes = {nid: node_size(defs[ntype], len(inputs)) for nid, ntype, _, _, inputs in nodes}
+    positions = layout(nodes, sizes)
     for order, (nid, ntype, node_title, widgets, inputs) in enumerate(nodes):
         d = defs[ntype]
         link_inputs = [n for n in (*d.required, *d.optional) if n in inputs]
@@ -105,7 +153,7 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
             else:
                 values.append("image")  # the upload button
         ui_nodes.append({
-            "id": nid, "type": ntype, "pos": [40 + 360 * order, 80 + 60 * (order % 2)], "size": [320, 130],
+            "id": nid, "type": ntype, "pos": positions[nid], "size": sizes[nid],
             "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs,
             "outputs": [{"name": out_name, "type": out_type, "links": outgoing.get((nid, slot)) or None,
                          "slot_index": slot} for slot, (out_type, out_name) in enumerate(zip(d.outputs, d.output_names))],
