@@ -6,7 +6,7 @@ The public API (everything a test or script needs)::
 
     registry = build_registry(["/path/to/pack"])     # core stubs + the pack's nodes
     defs = registry.node_defs()
-    prompt = ui_to_api(load_workflow("workflows/x.json").data, defs)
+    prompt = ui_to_api(load_workflow("example_workflows/x.json").data, defs)
     report = validate_prompt(prompt, defs, strict=True)  # report.problems, report.warnings
     result = run_prompt(prompt, defs)                    # result.files, result.timings
 

@@ -165,7 +165,33 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
             lg.setLevel(level)
 
 
+# The shipped workflows moved from workflows/ to example_workflows/ (the folder ComfyUI lists a pack's
+# templates from); their old paths keep working.
+MOVED_FOLDERS = {"workflows": "example_workflows"}
+
+
+def resolve_moved_path(path: str, err: TextIO | None = None) -> str:
+    """``path``, or -- when it does not exist and names a shipped workflow by its old folder -- its new path.
+
+    Only paths under this pack's own old folder are redirected (``workflows/x.json`` from the pack
+    folder, or any path that resolves into ``<pack>/workflows/``); a note on ``err`` says so.
+    """
+    if os.path.exists(path):
+        return path
+    full = os.path.abspath(path)
+    for old, new in MOVED_FOLDERS.items():
+        old_dir = os.path.join(REPO_ROOT, old) + os.sep
+        if full.startswith(old_dir):
+            candidate = os.path.join(REPO_ROOT, new, full[len(old_dir):])
+            if os.path.exists(candidate):
+                if err is not None:
+                    print(f"note: {old}/ is now {new}/; reading {os.path.relpath(candidate)}", file=err)
+                return candidate
+    return path
+
+
 def _main(args, out: TextIO, err: TextIO) -> int:
+    args.workflow = resolve_moved_path(args.workflow, err)
     try:
         if args.server:
             return _run_remote(args, out, err)

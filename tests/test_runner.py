@@ -746,3 +746,18 @@ def test_progress_is_a_tqdm_bar_on_a_terminal_and_plain_lines_in_a_log():
     shown = terminal.getvalue()
     assert "\r" in shown and "8/8" in shown and "100%" in shown  # tqdm's bar, closed at the end
     assert shown.rstrip("\n").splitlines()[-1] == "[2/2] node 4 Sample"
+
+
+def test_old_workflows_folder_paths_still_resolve(tmp_path, monkeypatch):
+    from headless.cli import resolve_moved_path
+
+    err = io.StringIO()
+    monkeypatch.chdir(REPO)
+    new = resolve_moved_path("workflows/metagan_fewshot_main.json", err)
+    assert Path(new) == REPO / "example_workflows" / "metagan_fewshot_main.json" and "now example_workflows/" in err.getvalue()
+    assert Path(resolve_moved_path(str(REPO / "workflows" / "api" / "metagan_interpolation.json"))) == (
+        REPO / "example_workflows" / "api" / "metagan_interpolation.json")
+    # anything else is left alone (and then reported missing as before)
+    assert resolve_moved_path("workflows/nope.json") == "workflows/nope.json"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_moved_path("workflows/metagan_fewshot_main.json") == "workflows/metagan_fewshot_main.json"

@@ -12,8 +12,8 @@ from PIL import Image
 from headless import build_registry, ui_to_api, validate_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
-UI_FILES = sorted((ROOT / "workflows").glob("*.json"))
-API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
+UI_FILES = sorted((ROOT / "example_workflows").glob("*.json"))
+API_FILES = sorted((ROOT / "example_workflows" / "api").glob("*.json"))
 BUNDLED = ROOT / "checkpoints" / "metagan_64.safetensors"
 
 
@@ -43,7 +43,7 @@ def test_files_are_what_the_generator_writes():
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
 def test_ui_workflow_converts_to_its_api_file(path, defs):
     converted = ui_to_api(json.loads(path.read_text()), defs)
-    assert converted == json.loads((ROOT / "workflows" / "api" / path.name).read_text())
+    assert converted == json.loads((ROOT / "example_workflows" / "api" / path.name).read_text())
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.name)
@@ -85,7 +85,7 @@ def test_ui_links_are_consistent(path):
 
 def test_main_workflow_runs_headless_on_the_bundled_checkpoint(tmp_path):
     assert BUNDLED.exists(), "the bundled checkpoint is missing"
-    proc = subprocess.run([sys.executable, "run_workflow.py", "workflows/metagan_fewshot_main.json", "--output",
+    proc = subprocess.run([sys.executable, "run_workflow.py", "example_workflows/metagan_fewshot_main.json", "--output",
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     samples = sorted((tmp_path / "metagan").glob("samples_*.png"))

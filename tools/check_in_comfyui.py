@@ -17,10 +17,10 @@ What it does:
 3. checks: the server log (import failures, tracebacks naming the pack); that the pack's
    ``comfy_env.ensure_comfy_interface()`` left ComfyUI's own modules in place (probe); ``/object_info``
    (every node id, its description, a tooltip on every input, OUTPUT_TOOLTIPS); ``/workflow_templates``
-   and ``/api/workflow_templates/comfyui-metagan/<name>.json``; the UI workflows (``workflows/*.json``)
+   and ``/api/workflow_templates/comfyui-metagan/<name>.json``; the UI workflows (``example_workflows/*.json``)
    against the frontend's workflow schema and the node definitions (links, ``widgets_values``
    lengths incl. ``control_after_generate``, values), and that each converts to its API twin;
-4. runs every ``workflows/api/*.json`` through ``/prompt`` with ``run_workflow.py --server`` and checks
+4. runs every ``example_workflows/api/*.json`` through ``/prompt`` with ``run_workflow.py --server`` and checks
    the files it made (PNG for SaveImage, animated WEBP for SaveAnimatedWEBP, a ``.safetensors`` in
    ``models/meta_gan`` for MetaGANSaveAdapted);
 5. prints a summary table; exit status 0 when every check passed, 1 otherwise, 2 on bad arguments.
@@ -63,6 +63,7 @@ from headless.nodedefs import (COMBO_CONTROL_VALUES, CONTROL_VALUES, node_defs_f
                                widget_layout)
 
 PACK_NAME = "comfyui-metagan"
+WORKFLOW_DIR = "example_workflows"  # where ComfyUI looks for a pack's templates first
 PROBE_NAME = "metagan_check_probe.py"
 PROBE_ROUTE = "/metagan_check/probe"
 NODE_IDS = ("MetaGANLoader", "MetaGANLoadReferences", "MetaGANFewShotAdapt", "MetaGANSample",
@@ -361,7 +362,7 @@ def check_object_info(report: Report, info: dict):
 
 
 def check_templates(report: Report, http: Local):
-    names = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
+    names = sorted(p.stem for p in (REPO / WORKFLOW_DIR).glob("*.json"))
     try:
         listing = http.json("/workflow_templates")
     except Exception as exc:  # noqa: BLE001 - report whatever went wrong
@@ -372,13 +373,13 @@ def check_templates(report: Report, http: Local):
     for name in names:
         status, body = http.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
         try:
-            same = status == 200 and json.loads(body) == json.loads((REPO / "workflows" / f"{name}.json").read_text())
+            same = status == 200 and json.loads(body) == json.loads((REPO / WORKFLOW_DIR / f"{name}.json").read_text())
         except ValueError:
             same = False
         report.add(f"template {name}.json served", same, f"HTTP {status}, {len(body)} bytes" + ("" if same else ", differs from the file"))
-    thumbs = [n for n in names if not any((REPO / "workflows" / f"{n}.{ext}").exists() for ext in ("jpg",))]
+    thumbs = [n for n in names if not any((REPO / WORKFLOW_DIR / f"{n}.{ext}").exists() for ext in ("jpg",))]
     if thumbs:
-        report.add("template thumbnails", None, f"no workflows/<name>.jpg for {thumbs}: the template browser "
+        report.add("template thumbnails", None, f"no {WORKFLOW_DIR}/<name>.jpg for {thumbs}: the template browser "
                                                 "requests /api/workflow_templates/<pack>/<name>.jpg and shows a blank card")
 
 
@@ -615,15 +616,15 @@ def check_ui_workflows(report: Report, info: dict):
     except HeadlessError as exc:
         node_defs = None
         report.add("runner conversion available", None, f"the server's /object_info is unreadable: {exc}")
-    for path in sorted((REPO / "workflows").glob("*.json")):
+    for path in sorted((REPO / WORKFLOW_DIR).glob("*.json")):
         problems, notes, frontend_prompt = check_ui_workflow(path, info)
         report.add(f"UI {path.name}: frontend schema", not problems,
                    "; ".join(problems[:6]) if problems else
                    f"version 0.4, {len(frontend_prompt)} nodes; links, slots, widgets_values (count and values) consistent"
                    + (f" (notes: {'; '.join(notes)})" if notes else ""))
-        twin = REPO / "workflows" / "api" / path.name
+        twin = REPO / WORKFLOW_DIR / "api" / path.name
         if not twin.exists():
-            report.add(f"UI {path.name}: API twin", None, f"no workflows/api/{path.name}: its conversion is not run")
+            report.add(f"UI {path.name}: API twin", None, f"no {WORKFLOW_DIR}/api/{path.name}: its conversion is not run")
             continue
         api = json.loads(twin.read_text())
         diffs = compare_prompts(frontend_prompt, api) if frontend_prompt else ["not converted"]
@@ -947,11 +948,11 @@ def main(argv=None) -> int:
         check_templates(report, http)
         check_ui_workflows(report, info)
         if not args.skip_run:
-            workflows = sorted((REPO / "workflows" / "api").glob("*.json"))
+            workflows = sorted((REPO / WORKFLOW_DIR / "api").glob("*.json"))
             if args.only:
                 workflows = [w for w in workflows if w.stem in args.only]
             if not workflows:
-                report.add("API workflows", False, "none found/selected in workflows/api")
+                report.add("API workflows", False, f"none found/selected in {WORKFLOW_DIR}/api")
             for wf in workflows:
                 if not server.alive():
                     report.add(f"run {wf.name}", False, "the server is no longer running", excerpt=tail(server.log_text()))

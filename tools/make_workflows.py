@@ -1,5 +1,5 @@
-"""Write the shipped workflows: UI format in workflows/ (drag into ComfyUI; listed as templates) and
-API format in workflows/api/ (for /prompt and `run_workflow.py`).
+"""Write the shipped workflows: UI format in example_workflows/ (drag into ComfyUI; listed as the pack's
+templates) and API format in example_workflows/api/ (for /prompt and `run_workflow.py`).
 
 Each workflow is described once below as nodes and links; widget order comes from the node
 definitions themselves, so the files stay in step with the nodes. `--check` exits non-zero when the
@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 from headless import build_registry, ui_to_api, widget_layout  # noqa: E402
 
 BUNDLED = "metagan_64.safetensors"
+# ComfyUI serves a pack's templates from example_workflows/ (app/custom_node_manager.py; the other names it
+# accepts log a hint to rename). Only top-level .json files are listed, so api/ beside them is not.
+WORKFLOW_DIR = "example_workflows"
 
 # name -> (title, description, nodes); a node is (id, type, title, widgets by name, {input: (src id, src slot)})
 WORKFLOWS = {
@@ -172,8 +175,8 @@ def render() -> dict[Path, str]:
     files = {}
     for name, (title, nodes) in WORKFLOWS.items():
         ui = ui_workflow(name, title, nodes, defs)
-        files[ROOT / "workflows" / f"{name}.json"] = json.dumps(ui, indent=2) + "\n"
-        files[ROOT / "workflows" / "api" / f"{name}.json"] = json.dumps(ui_to_api(ui, defs), indent=2) + "\n"
+        files[ROOT / WORKFLOW_DIR / f"{name}.json"] = json.dumps(ui, indent=2) + "\n"
+        files[ROOT / WORKFLOW_DIR / "api" / f"{name}.json"] = json.dumps(ui_to_api(ui, defs), indent=2) + "\n"
     return files
 
 
