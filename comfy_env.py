@@ -17,6 +17,11 @@ would find the pack's package. So:
 - the pack's own node modules are only ever imported relatively, through the pack package that
   ``load_pack`` creates (``<pack>.nodes``), never as top-level ``nodes``.
 
+Importing the pack never calls ``ensure_comfy_interface()`` itself: its ``__init__`` only checks, with
+``require_comfy_interface()``, that an interface is there, and raises ``ComfyInterfaceMissingError``
+(saying what to do) when it is not. The entry points that run the pack outside ComfyUI put the stubs
+in place: ``run_workflow.py`` and ``headless``, ``load_pack``, the tests' fixtures.
+
 Example::
 
     import comfy_env
@@ -35,8 +40,8 @@ import re
 import sys
 from types import ModuleType
 
-__all__ = ["STUBS_DIR", "PackLoadError", "ensure_comfy_interface", "find_real_comfyui",
-           "using_stubs", "pack_module_name", "load_pack"]
+__all__ = ["STUBS_DIR", "PackLoadError", "ComfyInterfaceMissingError", "ensure_comfy_interface",
+           "require_comfy_interface", "find_real_comfyui", "using_stubs", "pack_module_name", "load_pack"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,10 @@ _INTERFACE_MODULES = ("folder_paths", "nodes", "comfy", "comfy_extras")
 
 class PackLoadError(ImportError):
     """A node pack folder cannot be imported as ComfyUI would import it."""
+
+
+class ComfyInterfaceMissingError(PackLoadError):
+    """The pack was imported where neither ComfyUI nor the vendored stubs provide ``folder_paths``."""
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -149,6 +158,31 @@ def ensure_comfy_interface() -> bool:
         importlib.invalidate_caches()
     _evict_foreign_interface_modules()
     return False
+
+
+def require_comfy_interface(pack: str = "comfyui-metagan") -> None:
+    """Check, changing nothing, that ComfyUI's module interface is importable; the pack's ``__init__`` calls it.
+
+    Inside ComfyUI, or after ``ensure_comfy_interface()`` put the stubs in place, ``folder_paths`` is
+    already imported or importable and this returns. It never edits ``sys.path`` or ``sys.modules``:
+    putting the stubs in place is the job of the entry points that run the pack outside ComfyUI
+    (``run_workflow.py`` and ``headless``, ``load_pack``, the tests' fixtures).
+
+    Raises:
+        ComfyInterfaceMissingError: ``folder_paths`` cannot be found; the message says what to do.
+    """
+    if "folder_paths" in sys.modules:
+        return
+    try:
+        found = importlib.util.find_spec("folder_paths") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ComfyInterfaceMissingError(
+            f"{pack} is a ComfyUI node pack and needs ComfyUI's module interface (folder_paths, comfy.*), which "
+            "is not importable here. Import it inside ComfyUI (clone it into ComfyUI/custom_nodes/), or call "
+            "comfy_env.ensure_comfy_interface() first to use the vendored stubs in comfy_stubs/, as "
+            "run_workflow.py does (comfy_env.load_pack(folder) does both).")
 
 
 def pack_module_name(root: str | os.PathLike) -> str:

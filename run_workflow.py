@@ -8,7 +8,11 @@ saved. The logic lives in the ``headless`` package; ``--help`` lists every optio
 """
 import sys
 
+import comfy_env
 from headless.cli import main
 
 if __name__ == "__main__":
+    # Runs node packs outside ComfyUI: put the vendored interface stubs in place (a no-op when a real
+    # ComfyUI is importable). The packs themselves never do this at import.
+    comfy_env.ensure_comfy_interface()
     sys.exit(main())

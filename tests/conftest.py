@@ -4,6 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+import comfy_env
+
+# pytest imports the repository root's __init__.py (the pack) itself when it sets up the tests under it, as
+# the package they sit in; the pack never puts ComfyUI's interface stubs in place, so the test entry point
+# does it here, before any test runs, as run_workflow.py does for the headless runner.
+comfy_env.ensure_comfy_interface()
+
 
 def pytest_addoption(parser):
     parser.addoption("--device", default="cpu", help="device for model tests: cpu (default), cuda, cuda:N")
@@ -41,10 +48,17 @@ def _deterministic_threads():
 
 
 @pytest.fixture
-def comfy_stubs_home(tmp_path):
+def comfy_interface() -> bool:
+    """ComfyUI's module interface for tests that load the pack: the vendored stubs put in place, as the
+    headless runner does (the pack's own import never does it); idempotent, so cheap per test. True if a real
+    ComfyUI is importable instead. Test modules that load the pack at import time call
+    ``comfy_env.ensure_comfy_interface()`` (or ``comfy_env.load_pack``) themselves."""
+    return comfy_env.ensure_comfy_interface()
+
+
+@pytest.fixture
+def comfy_stubs_home(tmp_path, comfy_interface):
     """The ComfyUI stubs' folder_paths moved to a temporary base directory; all of it restored afterwards."""
-    import comfy_env
-    comfy_env.ensure_comfy_interface()
     import comfy.model_management as mm
     import folder_paths
 
