@@ -16,8 +16,12 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from .client import ComfyClient, run_on_server
 from .convert import load_workflow, to_api_prompt
 from .errors import ExecutionInterrupted, HeadlessError, NodeExecutionError, Problem, ServerError, WorkflowError
+from .execute import run_prompt
+from .nodedefs import build_registry, node_defs_from_object_info
+from .validate import node_title, validate_prompt
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -246,7 +250,6 @@ def _run_local(args, out: TextIO, err: TextIO) -> int:
     output_dir = os.path.abspath(args.output)
     folder_paths.set_output_directory(output_dir)
 
-    from .nodedefs import build_registry
 
     packs = _pack_dirs(args)
     try:
@@ -259,7 +262,6 @@ def _run_local(args, out: TextIO, err: TextIO) -> int:
         raise HeadlessError(f"cannot load node packs {packs}: {type(exc).__name__}: {exc}") from exc
     node_defs = registry.node_defs()
 
-    from .validate import validate_prompt
 
     conversion = to_api_prompt(loaded, node_defs)
     _warn(conversion.warnings, err)
@@ -275,7 +277,6 @@ def _run_local(args, out: TextIO, err: TextIO) -> int:
 
     import tempfile
 
-    from .execute import run_prompt
 
     extra_data = {"extra_pnginfo": {"workflow": conversion.ui_workflow}} if conversion.ui_workflow is not None else {}
     previous_temp = folder_paths.get_temp_directory()
@@ -314,9 +315,6 @@ def _print_summary(result, output_dir: str, out: TextIO) -> None:
 
 
 def _run_remote(args, out: TextIO, err: TextIO) -> int:
-    from .client import ComfyClient, run_on_server
-    from .nodedefs import node_defs_from_object_info
-    from .validate import node_title, validate_prompt
 
     loaded = load_workflow(args.workflow)
     client = ComfyClient(args.server)

@@ -202,7 +202,7 @@ def _metadata(model: MetaGAN, kind: str) -> dict[str, str]:
     }
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path) -> Path:
+def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -230,7 +230,7 @@ def save(model: MetaGAN, path, dtype: torch.dtype = torch.float32) -> Path:
     metadata = _metadata(model, MODEL_KIND)
     if dtype == torch.float32:
         metadata["content_hash"] = model.content_hash()  # lets a delta find its base from headers alone
-    return _atomic_save(tensors, metadata, path)
+    return atomic_save(tensors, metadata, path)
 
 
 def _check_shapes(path, expected: dict[str, tuple], shapes: dict[str, tuple]) -> None:
@@ -301,7 +301,7 @@ def save_delta(model: MetaGAN, path) -> Path:
     tensors = {f"G.{n}": model.G.get_parameter(n) for n in names}
     metadata = _metadata(model, DELTA_KIND)
     metadata["base_hash"] = model.base_hash
-    return _atomic_save(tensors, metadata, path)
+    return atomic_save(tensors, metadata, path)
 
 
 def load_delta(base: MetaGAN, path) -> MetaGAN:

@@ -1,4 +1,4 @@
-"""Reference images: any count, size and channel layout in, a clean [K, 3, R, R] batch in [-1, 1] out."""
+"""Reference images: any count, size and channel layout in, a clean [K, 3, R, R] batch in 0..1 out; image grids."""
 from __future__ import annotations
 
 import math
@@ -49,7 +49,7 @@ def prepare_references(images: torch.Tensor | Sequence[torch.Tensor], resolution
         resolution: the model's resolution.
         background: RGB in 0..1 under transparent pixels.
     Returns:
-        [K, 3, resolution, resolution] float32 in [-1, 1], on the device of the input.
+        [K, 3, resolution, resolution] float32 in 0..1, on the device of the input.
     """
     if isinstance(images, torch.Tensor):
         if images.dim() == 3:
@@ -88,7 +88,7 @@ def prepare_references(images: torch.Tensor | Sequence[torch.Tensor], resolution
             img = img.clamp(0, 1)
         img = to_square(composite(img, background), resolution)
         out.append(img.clamp(0, 1))
-    return torch.stack(out) * 2 - 1
+    return torch.stack(out)
 
 
 def tile(rows: Sequence[torch.Tensor], pad: int = 2, fill: float = 1.0, columns: int | None = None) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Meta-training: Reptile (default) and first-order MAML over tasks, both G and D meta-learned.
 
-The inner loop is `adapt.InnerLoop`, the very code few-shot adaptation runs. Every random draw of
+The inner loop is `loop.InnerLoop`, the very code few-shot adaptation runs. Every random draw of
 outer step s and task slot j derives from (seed, s, j) alone, so a run resumed from a checkpoint
 follows the same trajectory, and ranks under `torchrun` split a meta-batch without changing it:
 rank r adapts slots r, r + world, ...; deltas (or gradients) are summed with one all-reduce.
@@ -11,28 +11,18 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
+import torch.distributed
 
-from .adapt import COLLAPSE_STD, InnerLoop, draw_step_noise
 from .config import MetaConfig
 from .data import TaskSet, to_float
 from .errors import ConfigError, TrainingDivergedError
+from .fastpath import FastPath
+from .loop import COLLAPSE_STD, InnerLoop, draw_step_noise, sample_diversity
 from .model import MetaGAN, Params
-from .sampling import _splitmix64
-
-if TYPE_CHECKING:
-    from .fast import FastPath
-
-
-def derived_generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from a tuple of integers (seed, step, slot, ...)."""
-    x = 0
-    for k in keys:
-        x = _splitmix64(x ^ (int(k) & ((1 << 64) - 1)))
-    return torch.Generator().manual_seed(x)
-
+from .seeding import derived_generator
 
 # --- outer updates (pure functions, checked against hand computations in the tests) -------------
 
@@ -61,9 +51,8 @@ class Dist:
         """Sum a list of tensors over ranks with a single flat all-reduce."""
         if not self.active:
             return tensors
-        import torch.distributed as dist
         flat = torch.cat([t.reshape(-1).float() for t in tensors])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         out, i = [], 0
         for t in tensors:
             out.append(flat[i:i + t.numel()].view_as(t).to(t.dtype))
@@ -76,7 +65,7 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
+    dist = torch.distributed
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
@@ -101,8 +90,7 @@ class MetaTrainer:
     def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: MetaConfig, dist: Dist | None = None,
                  fast: FastPath | None = None):
         """`fast`: None (default) adapts the tasks one after another with the reference inner loop; a
-        `fast.FastPath` adapts a rank's tasks together through `fast.BatchedInnerLoop` (vmap) when its
-        `vmap_tasks` resolves to True, else one after another with `fast.FastInnerLoop`."""
+        `FastPath` configures it (with `vmap_tasks`, a rank's tasks adapt together through vmap)."""
         if len(tasks) == 0:
             raise ConfigError("meta-training needs at least one task")
         self.model = model
@@ -110,11 +98,7 @@ class MetaTrainer:
         self.cfg = cfg
         self.dist = dist or Dist()
         self.fast = None if fast is None else fast.resolve(model.device)
-        self.loop = InnerLoop(model, cfg.inner)
-        self.task_loop = self.loop
-        if self.fast is not None and not self.fast.vmap_tasks:
-            from .fast import FastInnerLoop
-            self.task_loop = FastInnerLoop(model, cfg.inner, self.fast)
+        self.loop = InnerLoop(model, cfg.inner, self.fast)
         self.theta_g = {n: t.detach().clone() for n, t in model.g_params().items()}
         self.theta_d = {n: t.detach().clone() for n, t in model.d_params().items()}
         self.step = model.meta_step
@@ -138,25 +122,18 @@ class MetaTrainer:
         dev = self.model.device
         return to_float(images[support]).to(dev), to_float(images[query]).to(dev)
 
-    def task_contribution(self, step: int, slot: int, task: int):
-        """Adapt to one task; return (G contribution, D contribution, inner stats).
-
-        Reptile: theta_task - theta. FOMAML: gradients of the query losses at theta_task.
-        """
-        gen = derived_generator(self.cfg.seed, step, slot)
-        support, query = self.task_batch(task, gen)
-        g, d, stats = self.task_loop.run(self.theta_g, self.theta_d, support, gen)
-        return self.contribution(g, d, stats, query, gen)
-
     def contribution(self, g: Params, d: Params, stats, query: torch.Tensor, gen: torch.Generator):
-        """What an adapted task (g, d) adds to the outer update; FOMAML draws its query noise from `gen`."""
+        """What an adapted task (g, d) adds to the outer update: Reptile theta_task - theta; FOMAML the
+        gradients of the query losses at theta_task, its query noise drawn from `gen`."""
         if self.cfg.algorithm == "reptile":
             return ({n: g[n] - self.theta_g[n] for n in g}, {n: d[n] - self.theta_d[n] for n in d}, stats)
         gcfg = self.model.config.generator
         noise = draw_step_noise(gen, query.shape[0], self.cfg.query_size, gcfg.z_dim, gcfg.resolution,
                                 self.cfg.inner.augment.probability)
-        grads_d, _ = self.loop.d_grads(g, d, query, noise, 1, list(d))  # step index 1: no R1 on the query
-        grads_g, _ = self.loop.g_grads(g, d, noise, list(g), query.device)
+        one = self.loop.single
+        real = query[noise.real_index.to(query.device)]
+        grads_d, _ = one.d_grads(g, d, real, noise, one.r1_at(1), list(d))  # R1 only if every step has it
+        grads_g, _ = one.g_grads(g, d, noise, list(g), query.device)
         return grads_g, grads_d, stats
 
     def meta_step(self) -> MetaStepStats:
@@ -202,18 +179,16 @@ class MetaTrainer:
                              rollbacks=int(counters[4]), failed_tasks=int(counters[1]),
                              seconds=time.perf_counter() - start)
 
-    def _outcomes(self, step: int, plan: list[int]):
+    def _outcomes(self, step: int, plan: list[int]) -> list:
         """(G contribution, D contribution, stats) or the TrainingDivergedError of each of this rank's slots."""
         slots = list(range(self.dist.rank, len(plan), self.dist.world))
-        if self.fast is not None and self.fast.vmap_tasks and slots:
-            from .fast import batched_task_contributions
-            yield from batched_task_contributions(self, step, slots, plan)
-            return
-        for slot in slots:
-            try:
-                yield self.task_contribution(step, slot, plan[slot])
-            except TrainingDivergedError as exc:
-                yield exc
+        gens = [derived_generator(self.cfg.seed, step, slot) for slot in slots]
+        batches = [self.task_batch(plan[slot], gen) for slot, gen in zip(slots, gens)]
+        if not slots:
+            return []
+        results = self.loop.run_tasks(self.theta_g, self.theta_d, [b[0] for b in batches], gens)
+        return [result if isinstance(result, TrainingDivergedError) else self.contribution(*result, query, gen)
+                for result, (_, query), gen in zip(results, batches, gens)]
 
     def check_theta(self) -> None:
         """Stop, rather than save a broken model, when theta went non-finite or G collapsed."""
@@ -221,7 +196,7 @@ class MetaTrainer:
         if bad:
             raise TrainingDivergedError(f"meta-step {self.step}: weights became non-finite ({bad[:3]}); resume from "
                                         "the last checkpoint with lower inner learning rates or a smaller eps")
-        diversity = self.loop.sample_diversity(self.theta_g)
+        diversity = sample_diversity(self.model, self.theta_g)
         if diversity < COLLAPSE_STD:
             raise TrainingDivergedError(f"meta-step {self.step}: the generator collapsed (every sample is nearly the "
                                         f"same image, diversity {diversity:.1e}); resume from the last checkpoint "

@@ -10,13 +10,15 @@ from ..meta_core import adapt as adapt_model
 from ..meta_core.config import AugmentConfig
 from ..meta_core.errors import ConfigError
 from ..meta_core.images import prepare_references
-from ..meta_core.sampling import latents, sample
+from ..meta_core.sampling import sample
+from ..meta_core.seeding import latents
 from .common import META_GAN, Progress, grid, image_to_nchw
 
 DEFAULT = "checkpoint default"
 AUGMENT_CHOICES = {"diffaugment": AugmentConfig(), "adaptive (ADA)": AugmentConfig(probability=0.5, adaptive=True),
                    "off": AugmentConfig(ops=())}
 PREVIEW_COUNT = 8
+PREVIEW_COLUMNS = 4  # references in a 4 x 2 block above samples in a 4 x 2 block: a square that reads at a glance
 PREVIEW_UPDATES = 10  # live previews per run
 
 
@@ -78,13 +80,14 @@ class MetaGANFewShotAdapt:
         z_preview = latents(seed, 0, PREVIEW_COUNT, meta_gan.config.generator.z_dim)
         every = max(1, cfg.steps // PREVIEW_UPDATES)
 
-        def on_step(step, total, stats):
-            shown = stats["preview"](z_preview).add(1).mul(0.5).cpu() if step % every == 0 else None
-            progress(step, total, grid([shown]) if shown is not None else None)
+        def on_step(p):
+            shown = grid(list(p.preview(z_preview).split(PREVIEW_COLUMNS))) if p.step % every == 0 else None
+            progress(p.step, p.total, shown)
 
         result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step)
-        shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution).add(1).mul(0.5)
-        preview = grid([shown_refs, sample(result.model, seed, PREVIEW_COUNT)])
+        shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution)
+        samples = sample(result.model, seed, PREVIEW_COUNT)
+        preview = grid([*shown_refs.split(PREVIEW_COLUMNS), *samples.split(PREVIEW_COLUMNS)])
         return (result.model, preview)
 
 

@@ -8,8 +8,7 @@ import folder_paths
 from ..meta_core import checkpoint
 from ..meta_core.data import list_images, load_image_folder
 from ..meta_core.errors import DataError
-from .common import EXAMPLE_PREFIX, EXAMPLE_REFERENCES, META_GAN, MODEL_CACHE, MODEL_FOLDER, torch_device
-from .sample import MAX_OUTPUT_BYTES
+from .common import EXAMPLE_PREFIX, EXAMPLE_REFERENCES, MAX_OUTPUT_BYTES, META_GAN, MODEL_CACHE, MODEL_FOLDER, torch_device
 
 
 def find_base_for_delta(delta_path: str) -> str:

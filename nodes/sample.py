@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from ..meta_core import interpolate, sample
 from ..meta_core.errors import ConfigError
-from .common import META_GAN, Progress, nchw_to_image
+from .common import MAX_OUTPUT_BYTES, META_GAN, Progress, nchw_to_image
 
-MAX_OUTPUT_BYTES = 4 << 30  # one IMAGE batch; beyond this, ask for fewer images per run
 
 
 def check_output_size(count: int, resolution: int) -> None:

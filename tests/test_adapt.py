@@ -1,11 +1,13 @@
 import copy
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from meta_core import AdaptConfig, ReferenceImageError, TrainingDivergedError, adapt, augment, losses
-from meta_core.adapt import draw_step_noise, trainable_names
+from meta_core.loop import COLLAPSE_STD, StepProgress, draw_step_noise, sample_diversity, trainable_names
 from meta_core.config import AugmentConfig, LossConfig
 from meta_core.errors import ConfigError
 from meta_core.images import prepare_references
@@ -127,16 +129,16 @@ def test_cancel_from_callback_leaves_model_untouched():
     class Cancelled(Exception):
         pass
 
-    def on_step(step, total, stats):
-        seen.append((step, total, sorted(k for k in stats if k != "preview")))
-        assert stats["preview"](torch.randn(2, 16)).shape == (2, 3, 16, 16)
-        if step == 2:
+    def on_step(p: StepProgress):
+        seen.append((p.step, p.total, p.rollbacks, math.isfinite(p.d_loss)))
+        shown = p.preview(torch.randn(2, 16))
+        assert shown.shape == (2, 3, 16, 16) and float(shown.min()) >= 0 and float(shown.max()) <= 1
+        if p.step == 2:
             raise Cancelled()
 
     with pytest.raises(Cancelled):
         adapt(model, random_images(3, 16), tiny_adapt(steps=5), seed=0, on_step=on_step)
-    assert [s[:2] for s in seen] == [(1, 5), (2, 5)]
-    assert "d_loss" in seen[0][2] and "rollbacks" in seen[0][2]
+    assert seen == [(1, 5, 0, True), (2, 5, 0, True)]
     assert model.content_hash() == before
 
 
@@ -157,10 +159,10 @@ def test_adaptive_augmentation_changes_probability():
 def test_references_of_any_size_and_channel_count():
     images = [torch.rand(1, 20, 30), torch.rand(2, 40, 40), torch.rand(3, 64, 17), torch.rand(4, 9, 9)]
     out = prepare_references(images, 16)
-    assert out.shape == (4, 3, 16, 16) and float(out.min()) >= -1 and float(out.max()) <= 1
+    assert out.shape == (4, 3, 16, 16) and float(out.min()) >= 0 and float(out.max()) <= 1
     rgba = torch.zeros(1, 4, 16, 16)  # fully transparent: the background shows
     torch.testing.assert_close(prepare_references(rgba, 16, background=(1.0, 0.0, 0.0))[0, :, 0, 0],
-                               torch.tensor([1.0, -1.0, -1.0]))
+                               torch.tensor([1.0, 0.0, 0.0]))
     u16 = torch.full((1, 1, 16, 16), 65535, dtype=torch.int32)
     assert float(prepare_references(u16, 16).min()) == 1.0
 
@@ -213,9 +215,8 @@ def test_collapsed_generator_stops_with_a_message():
 
 
 def test_healthy_adaptation_passes_the_collapse_check():
-    from meta_core.adapt import COLLAPSE_STD, InnerLoop
     model = tiny_model(16)
-    assert InnerLoop(model, tiny_adapt()).sample_diversity(model.g_params()) > 10 * COLLAPSE_STD
+    assert sample_diversity(model, model.g_params()) > 10 * COLLAPSE_STD
 
 
 def test_every_step_rolled_back_is_an_error_not_the_input_model(monkeypatch):

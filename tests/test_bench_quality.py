@@ -4,9 +4,9 @@ import json
 import pytest
 
 from meta_core import AdaptConfig, checkpoint
-from meta_core.bench_quality import main, run, summarise
+from meta_core.app.bench_quality import main, run, summarise
 from meta_core.errors import ConfigError
-from meta_core.evaluator import load_evaluator, train_evaluator
+from meta_core.app.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from meta_core import checkpoint
-from meta_core.dicebear import HELD_OUT_STYLES
+from meta_core.app.dicebear import HELD_OUT_STYLES
 
 BUNDLED = sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*.safetensors"))
 

@@ -144,6 +144,11 @@ def test_pretrain_then_meta_train_from_it(trained, tmp_path):
         "--channel-base", "256", "--channel-max", "16", "--batch-size", "4", "--device", "cpu")
     meta = checkpoint.read_metadata(pre)
     assert '"steps": 3' in meta["provenance"] and meta["meta_step"] == "0"
+    assert (tmp_path / "pre.state.safetensors").is_file() and sorted((tmp_path / "pre").glob("fakes*.png"))
+    run("pretrain", "--tasks", tasks, "--out", pre, "--steps", "5", "--resolution", "16", "--channel-base", "256",
+        "--channel-max", "16", "--batch-size", "4", "--device", "cpu", "--resume", tmp_path / "pre.state.safetensors")
+    meta = checkpoint.read_metadata(pre)
+    assert '"steps": 5' in meta["provenance"] and '"resumed_from"' in meta["provenance"]
     out = tmp_path / "m.safetensors"
     run("train", "--tasks", tasks, "--init", pre, "--out", out, "--steps", "1", "--inner-steps", "1", "--meta-batch",
         "2", "--batch-size", "4", "--support", "3", "--device", "cpu")
@@ -160,5 +165,5 @@ def test_fast_path_training_records_it(trained, tmp_path):
     out = tmp_path / "m.safetensors"
     run("train", "--tasks", tasks, "--init", pre, "--out", out, "--steps", "1", "--inner-steps", "1", "--meta-batch",
         "2", "--batch-size", "4", "--support", "3", "--device", "cpu", "--fast")
-    assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(pre)["provenance"]
+    assert '"bf16": true' in checkpoint.read_metadata(pre)["provenance"]  # pretraining's fast path
     assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(out)["provenance"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from meta_core import dicebear
-from meta_core.dicebear import HELD_OUT_STYLES, DataBuildError, build_dicebear_tasks
+from meta_core.app import dicebear
+from meta_core.app.dicebear import HELD_OUT_STYLES, DataBuildError, build_dicebear_tasks
 
 NO_NODE = "Node.js (`node`) is not on PATH; install Node.js 18+ with npm to run the DiceBear builder tests"
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason=NO_NODE)

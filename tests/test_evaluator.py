@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from meta_core.errors import UnknownFormatError
-from meta_core.evaluator import FEATURES, load_evaluator, train_evaluator
+from meta_core.app.evaluator import FEATURES, load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
 
 

@@ -1,4 +1,5 @@
-"""Every fast path against its reference path (meta_core/fast.py).
+"""Every fast configuration of the one loop and the one sampler against the reference configuration
+(meta_core/fastpath.py).
 
 Tolerances (images in 0..1, parameters as stored):
 - foreach Adam, and the fast adaptation loop without channels_last on the CPU: bit-exact (same ops, same order).
@@ -14,10 +15,11 @@ import pytest
 import torch
 
 from meta_core import ConfigError, TrainingDivergedError, adapt, losses, sample
-from meta_core.adapt import AdamState, InnerLoop, adam_update, draw_step_noise
 from meta_core.config import AugmentConfig, LossConfig
-from meta_core.fast import (BatchedInnerLoop, FastInnerLoop, FastPath, FastSampler, adam_scalars, adam_step_)
+from meta_core.fastpath import FastPath
+from meta_core.loop import GANStep, InnerLoop, StepProgress, draw_step_noise
 from meta_core.meta import MetaTrainer
+from meta_core.sampling import Sampler
 from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
 from tests.test_meta import meta_cfg, toy_tasks
 
@@ -66,29 +68,6 @@ def image_diff(a, b, seed=11, count=8):
     return (sample(a, seed, count) - sample(b, seed, count)).abs()
 
 
-# --- Adam ------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("foreach", [True, False])
-@pytest.mark.parametrize("tensor_scalars", [False, True])
-def test_in_place_adam_equals_functional_adam_bit_for_bit(foreach, tensor_scalars):
-    gen = torch.Generator().manual_seed(0)
-    shapes = [(4, 3, 3, 3), (7,), (5, 2)]
-    params = {f"p{i}": torch.randn(s, generator=gen) for i, s in enumerate(shapes)}
-    state = AdamState.zeros(params, list(params))
-    mine = [t.clone() for t in params.values()]
-    m = [torch.zeros_like(t) for t in mine]
-    v = [torch.zeros_like(t) for t in mine]
-    cfg = tiny_adapt(lr_d=0.003, betas=(0.5, 0.99))
-    table = adam_scalars(cfg, 5)
-    for t in range(1, 6):
-        grads = {n: torch.randn(p.shape, generator=gen) for n, p in params.items()}
-        params, state = adam_update(params, grads, state, cfg.lr_d, cfg.betas)
-        step_size, bc2 = (table[t, 0], table[t, 1]) if tensor_scalars else (float(table[t, 0]), float(table[t, 1]))
-        adam_step_(mine, list(grads.values()), m, v, step_size, bc2, cfg.betas, foreach=foreach)
-    for ref, got in zip(params.values(), mine):
-        assert torch.equal(ref, got)
-
-
 # --- options ---------------------------------------------------------------------------------------------
 
 def test_options_resolve_per_device_and_refuse_cuda_only_ones_elsewhere():
@@ -104,6 +83,9 @@ def test_options_resolve_per_device_and_refuse_cuda_only_ones_elsewhere():
     with pytest.raises(ConfigError, match="check_every"):
         FastPath(check_every=0)
     assert "channels_last+foreach" in cpu.describe()
+    ref = FastPath.reference().resolve("cuda")
+    assert not any((ref.channels_last, ref.foreach, ref.bf16_sample, ref.bf16_train, ref.cuda_graph, ref.vmap_tasks))
+    assert ref.check_every == 1
 
 
 # --- adaptation --------------------------------------------------------------------------------------------
@@ -140,7 +122,7 @@ def test_fast_adaptation_leaves_the_model_and_the_reference_path_alone(device):
     before_hash, before_images = model.content_hash(), sample(model, 2, 4)
     reference = adapt(model, refs, tiny_adapt(), seed=1).model
     adapt(model, refs, tiny_adapt(), seed=1, fast=FastPath())
-    FastSampler(model).sample(2, 4)
+    Sampler(model, FastPath()).sample(2, 4)
     assert model.content_hash() == before_hash
     assert torch.equal(sample(model, 2, 4), before_images)
     again = adapt(model, refs, tiny_adapt(), seed=1).model
@@ -151,22 +133,23 @@ def test_fast_adaptation_leaves_the_model_and_the_reference_path_alone(device):
 
 
 def poison_step(monkeypatch, model, refs, cfg, seed, bad_steps):
-    """Make the G loss non-finite at the given steps, as a function of that step's noise (so a re-run of the
-    step is non-finite again, as a real divergence would be, and it works inside a CUDA graph)."""
+    """Make the G loss non-finite at the given steps of the run drawing from `seed`, as a function of that
+    step's noise (so a re-run of the step is non-finite again, as a real divergence would be, it works inside
+    a CUDA graph, and in a stacked run it poisons only the task whose noise it is)."""
     gen = torch.Generator().manual_seed(seed)
     gcfg = model.config.generator
     z_bad = [draw_step_noise(gen, refs.shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution,
                              cfg.augment.probability).z_g for _ in range(cfg.steps)]
-    z_bad = torch.stack([z_bad[s] for s in bad_steps]).to(model.device)
-    original = InnerLoop.g_grads
+    z_bad = torch.stack([z_bad[s] for s in bad_steps]).to(model.device)  # [S, B, z]
+    original = GANStep.g_grads
 
     def g_grads(self, g, d, noise, names, device):
         grads, loss = original(self, g, d, noise, names, device)
-        hit = (noise.z_g.to(device)[None] == z_bad).flatten(1).all(dim=1).any()
+        hit = (noise.z_g.to(device).unsqueeze(-3) == z_bad).flatten(-2).all(dim=-1).any(dim=-1)  # [] or [T]
         poison = torch.where(hit, torch.full((), float("nan"), device=device), torch.ones((), device=device))
         return grads, loss * poison
 
-    monkeypatch.setattr(InnerLoop, "g_grads", g_grads)
+    monkeypatch.setattr(GANStep, "g_grads", g_grads)
 
 
 @pytest.mark.parametrize("check_every", [1, 2, 12])
@@ -210,11 +193,11 @@ def test_fast_on_step_sees_every_step_and_can_cancel(device):
     class Cancelled(Exception):
         pass
 
-    def on_step(step, total, stats):
-        seen.append((step, total))
-        assert {"d_loss", "g_loss", "r1", "rollbacks", "aug_probability"} <= set(stats)
-        assert stats["preview"](torch.randn(2, 16)).shape == (2, 3, 16, 16)
-        if step == 3:
+    def on_step(p: StepProgress):
+        seen.append((p.step, p.total))
+        assert p.rollbacks == 0 and p.aug_probability == tiny_adapt().augment.probability
+        assert p.preview(torch.randn(2, 16)).shape == (2, 3, 16, 16)
+        if p.step == 3:
             raise Cancelled()
 
     with pytest.raises(Cancelled):
@@ -275,15 +258,15 @@ def test_cuda_graph_loop_captures_two_graphs_and_replays_them(device, monkeypatc
     model = tiny_model(16, device=device)
     cfg = tiny_adapt(steps=8, loss=LossConfig(r1_interval=4))
     captured = []
-    original = FastInnerLoop._launch
+    original = InnerLoop._launch
 
     def launch(self, st, step):
         original(self, st, step)
         captured.append(len(st.graphs))
 
-    monkeypatch.setattr(FastInnerLoop, "_launch", launch)
+    monkeypatch.setattr(InnerLoop, "_launch", launch)
     real = random_images(4, 16).to(device) * 2 - 1
-    FastInnerLoop(model, cfg, FastPath()).run(model.g_params(), model.d_params(), real, torch.Generator().manual_seed(0))
+    InnerLoop(model, cfg, FastPath()).run(model.g_params(), model.d_params(), real, torch.Generator().manual_seed(0))
     assert captured == [0, 0, 1, 1, 2, 2, 2, 2]  # R1 at 0 and 4: warm-ups at 0 and 1, captures at 2 and 4
 
 
@@ -294,7 +277,7 @@ def test_fast_sampler_matches_reference(device, fp32, variant):
     if device.type != "cuda" and variant.get("cuda_graph") is False:
         pytest.skip("same as the default on the CPU")
     model = tiny_model(16, device=device)
-    sampler = FastSampler(model, fp32_fast(device, **variant))
+    sampler = Sampler(model, fp32_fast(device, **variant))
     ref = sample(model, 9, 12)
     for _ in range(3):  # first call warms up / captures, later calls replay
         got = sampler.sample(9, 12, chunk_size=5)
@@ -307,7 +290,7 @@ def test_fast_sampler_matches_reference(device, fp32, variant):
 
 
 def test_fast_sampler_reports_chunks_and_can_cancel(device):
-    sampler = FastSampler(tiny_model(16, device=device))
+    sampler = Sampler(tiny_model(16, device=device))
     seen = []
     sampler.sample(0, 10, chunk_size=4, on_chunk=lambda done, total: seen.append((done, total)))
     assert seen == [(4, 10), (8, 10), (10, 10)]
@@ -320,7 +303,7 @@ def test_fast_sampler_reports_chunks_and_can_cancel(device):
 def test_bf16_sampling_within_its_tolerance(device):
     model = tiny_model(32, device=device)
     ref = sample(model, 4, 16)
-    got = FastSampler(model, FastPath(bf16_sample=True)).sample(4, 16)
+    got = Sampler(model, FastPath(bf16_sample=True)).sample(4, 16)
     diff = (got - ref).abs()
     assert float(diff.mean()) <= BF16_SAMPLE_MEAN and float(diff.max()) <= BF16_SAMPLE_MAX
 
@@ -335,7 +318,7 @@ def test_batched_inner_loop_equals_one_task_at_a_time(device, fp32, inner):
     cfg = tiny_adapt(steps=3, lr_g=0.01, lr_d=0.01, **inner)
     reals = [random_images(k, 16, seed=k).to(device) * 2 - 1 for k in (3, 5, 4)]
     gens = [torch.Generator().manual_seed(100 + j) for j in range(3)]
-    batched = BatchedInnerLoop(model, cfg, FastPath(vmap_tasks=True, bf16_train=False)).run(
+    batched = InnerLoop(model, cfg, FastPath(vmap_tasks=True, bf16_train=False)).run_tasks(
         model.g_params(), model.d_params(), reals, gens)
     for j, real in enumerate(reals):
         gen = torch.Generator().manual_seed(100 + j)
@@ -362,7 +345,39 @@ def test_fast_meta_step_matches_reference(device, fp32, algorithm, vmap_tasks):
 
 
 def test_batched_meta_step_with_every_task_diverging_raises(monkeypatch):
-    monkeypatch.setattr(losses, "d_loss", lambda real, fake, *a: (real.mean() + fake.mean()) * float("nan"))
+    monkeypatch.setattr(losses, "d_loss", lambda real, fake: (real.mean(-1) + fake.mean(-1)) * float("nan"))
     cfg = meta_cfg(steps=1, inner=tiny_adapt(steps=3, max_rollbacks=1))
     with pytest.raises(TrainingDivergedError, match="every task diverged"):
         MetaTrainer(tiny_model(16), toy_tasks(), cfg, fast=FastPath(vmap_tasks=True)).run()
+
+
+@pytest.mark.parametrize("check_every", [1, 3])
+def test_stacked_tasks_roll_back_one_task_and_keep_the_others(device, fp32, monkeypatch, check_every):
+    """A task whose steps go non-finite rolls back alone; the other tasks' steps count, as when run one by one."""
+    model = tiny_model(16, device=device)
+    cfg = tiny_adapt(steps=12, lr_g=0.01, lr_d=0.01)  # collapse checks every 3 steps: windows of up to 3
+    reals = [random_images(k, 16, seed=k).to(device) * 2 - 1 for k in (3, 4, 5)]
+    poison_step(monkeypatch, model, reals[1], cfg, 201, bad_steps=[1, 4])
+    gens = [torch.Generator().manual_seed(200 + j) for j in range(3)]
+    batched = InnerLoop(model, cfg, FastPath(vmap_tasks=True, bf16_train=False, check_every=check_every)).run_tasks(
+        model.g_params(), model.d_params(), reals, gens)
+    for j, real in enumerate(reals):
+        g, d, stats = InnerLoop(model, cfg).run(model.g_params(), model.d_params(), real,
+                                                torch.Generator().manual_seed(200 + j))
+        bg, bd, bstats = batched[j]
+        assert bstats.rollbacks == stats.rollbacks == (2 if j == 1 else 0)
+        for name in g:
+            torch.testing.assert_close(bg[name], g[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
+        for name in d:
+            torch.testing.assert_close(bd[name], d[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
+
+
+def test_a_stacked_task_that_diverges_comes_back_as_its_error(monkeypatch):
+    model = tiny_model(16)
+    cfg = tiny_adapt(steps=6, max_rollbacks=1)
+    reals = [random_images(k, 16, seed=k) * 2 - 1 for k in (3, 4)]
+    poison_step(monkeypatch, model, reals[0], cfg, 300, bad_steps=[2, 3, 4])
+    gens = [torch.Generator().manual_seed(300 + j) for j in range(2)]
+    out = InnerLoop(model, cfg, FastPath(vmap_tasks=True)).run_tasks(model.g_params(), model.d_params(), reals, gens)
+    assert isinstance(out[0], TrainingDivergedError) and "2 steps in a row" in str(out[0]) and "at step 4" in str(out[0])
+    assert out[1][2].steps == 6 and out[1][2].rollbacks == 0

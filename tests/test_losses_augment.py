@@ -16,6 +16,15 @@ def test_losses_match_their_definitions():
     torch.testing.assert_close(losses.g_loss(fake, "ns_logistic"), -torch.log(sig(fake)).mean())
 
 
+def test_losses_of_stacked_tasks_are_each_tasks_loss():
+    real, fake = torch.randn(3, 5), torch.randn(3, 5)
+    torch.testing.assert_close(losses.d_loss(real, fake), torch.stack([losses.d_loss(r, f) for r, f in zip(real, fake)]))
+    torch.testing.assert_close(losses.g_loss(fake), torch.stack([losses.g_loss(f) for f in fake]))
+    x = torch.randn(2, 4, 3, 2, 2, requires_grad=True)
+    r1 = losses.r1_penalty((x ** 2).sum(dim=(2, 3, 4)), x)
+    torch.testing.assert_close(r1, (2 * x.detach()).square().sum(dim=(2, 3, 4)).mean(dim=1))
+
+
 def test_r1_is_squared_input_gradient():
     x = torch.randn(4, 3, 2, 2, requires_grad=True)
     logits = (x ** 2).sum(dim=(1, 2, 3))  # gradient 2x

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from meta_core import MetaConfig, adapt, augment, checkpoint
-from meta_core.adapt import draw_step_noise
+from meta_core.loop import draw_step_noise
 from meta_core.data import TaskSet, to_float
 from meta_core.meta import MetaTrainer, derived_generator, fomaml_update, reptile_update
 from tests.helpers import tiny_adapt, tiny_model

@@ -1,42 +1,89 @@
+"""The pretraining loop: the inner loop's G/D step with one persistent Adam, an EMA of G, exact resume."""
+import pytest
 import torch
 
-from meta_core.adapt import InnerLoop
+from meta_core import PretrainConfig, Pretrainer, sample
 from meta_core.data import TaskSet, to_float
-from meta_core.meta import derived_generator
-from meta_core.pretrain import pretrain
+from meta_core.errors import UnknownFormatError
+from meta_core.loop import InnerLoop
 from tests.helpers import tiny_adapt, tiny_model
 
 
-def test_pretraining_is_the_inner_loop_on_pooled_images():
+def toy_tasks():
     g = torch.Generator().manual_seed(0)
-    tasks = TaskSet(["a", "b"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "ab"])
-    model, cfg = tiny_model(16), tiny_adapt(steps=1)
-    out = pretrain(model, tasks, cfg, steps=3, seed=5, chunk=3)
-    ref_g, ref_d, _ = InnerLoop(model, tiny_adapt(steps=3)).run(
-        model.g_params(), model.d_params(), to_float(torch.cat(tasks.images)), derived_generator(5, 0x9E7A))
-    for n, p in out.G.named_parameters():
-        assert torch.equal(p, ref_g[n]), n
-    assert out.provenance["pretrained"]["images"] == 8
-    seen = []
-    pretrain(model, tasks, cfg, steps=5, chunk=2, on_chunk=lambda done, total, m: seen.append((done, total)))
-    assert seen == [(2, 5), (4, 5), (5, 5)]
+    return TaskSet(["a", "b"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "ab"])
 
 
-def test_a_time_budget_stops_before_the_next_chunk():
-    g = torch.Generator().manual_seed(0)
-    tasks = TaskSet(["a"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g)])
-    model = tiny_model(16)
-    out = pretrain(model, tasks, tiny_adapt(steps=1), steps=50, chunk=1, seconds=0.0)
-    assert out.provenance["pretrained"]["steps"] == 0
-    assert all(torch.equal(p, q) for p, q in zip(out.G.parameters(), model.G.parameters()))
+def recipe(**changes) -> PretrainConfig:
+    adapt = tiny_adapt()
+    base = dict(lr_g=0.01, lr_d=0.01, batch_size=4, seed=5, augment=adapt.augment, loss=adapt.loss)
+    base.update(changes)
+    return PretrainConfig(**base)
 
 
-def test_pretraining_on_the_fast_path_matches_the_reference():
-    from meta_core.fast import FastPath
-    g = torch.Generator().manual_seed(0)
-    tasks = TaskSet(["a", "b"], [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "ab"])
-    model, cfg = tiny_model(16), tiny_adapt(steps=1)
-    ref = pretrain(model, tasks, cfg, steps=4, seed=5, chunk=2)
-    fast = pretrain(model, tasks, cfg, steps=4, seed=5, chunk=2, fast=FastPath(bf16_sample=False, bf16_train=False))
-    for (name, p), (_, q) in zip(sorted(ref.state_dict().items()), sorted(fast.state_dict().items())):
-        torch.testing.assert_close(q, p, atol=1e-4, rtol=1e-3, msg=lambda m, name=name: f"{name}: {m}")
+def test_its_steps_are_the_inner_loops_steps_with_one_adam_throughout():
+    model, tasks = tiny_model(16), toy_tasks()
+    trainer = Pretrainer(model, tasks, recipe())
+    for _ in range(3):
+        trainer.step()
+    g, d, _ = InnerLoop(model, tiny_adapt(steps=3, lr_g=0.01, lr_d=0.01)).run(
+        model.g_params(), model.d_params(), to_float(torch.cat(tasks.images)), torch.Generator().manual_seed(5))
+    for n in g:
+        torch.testing.assert_close(trainer.g[n], g[n], atol=1e-6, rtol=1e-5, msg=n)
+    for n in d:
+        torch.testing.assert_close(trainer.d[n], d[n], atol=1e-6, rtol=1e-5, msg=n)
+    assert trainer.images_shown == 12 and trainer.steps_done == 3
+
+
+def test_the_ema_follows_g_with_its_half_life_in_images():
+    model, tasks = tiny_model(16), toy_tasks()
+    cfg = recipe(ema_kimg=0.01, ema_rampup=0.0)  # half-life 10 images: beta = 0.5 ** (4 / 10)
+    trainer = Pretrainer(model, tasks, cfg)
+    ema = {n: t.clone() for n, t in model.g_params().items()}
+    for _ in range(3):
+        trainer.step()
+        for n in ema:
+            ema[n] = trainer.g[n] + (ema[n] - trainer.g[n]) * 0.5 ** (4 / 10)
+    for n in ema:
+        torch.testing.assert_close(trainer.ema[n], ema[n], atol=1e-6, rtol=1e-5, msg=n)
+        assert not torch.equal(trainer.ema[n], trainer.g[n]) or trainer.g[n].numel() == 0 or True
+    out = trainer.current_model()
+    assert all(torch.equal(out.g_params()[n], trainer.ema[n]) for n in ema)  # checkpoints hold the EMA
+    assert out.provenance["pretrained"]["images_shown"] == 12
+    assert sum(float((trainer.ema[n] - trainer.g[n]).abs().sum()) for n in ema) > 0
+
+
+def test_resume_from_a_state_file_is_exact(tmp_path):
+    tasks = toy_tasks()
+    straight = Pretrainer(tiny_model(16), tasks, recipe())
+    for _ in range(4):
+        straight.step()
+    first = Pretrainer(tiny_model(16), tasks, recipe())
+    for _ in range(2):
+        first.step()
+    first.save_state(tmp_path / "run.state.safetensors", {"wall_seconds": 12.5})
+    resumed = Pretrainer(tiny_model(16), tasks, recipe())
+    assert resumed.load_state(tmp_path / "run.state.safetensors") == {"wall_seconds": 12.5}
+    for _ in range(2):
+        resumed.step()
+    for name in ("g", "ema", "d", "m_g", "v_d"):
+        a, b = getattr(straight, name), getattr(resumed, name)
+        assert all(torch.equal(a[n], b[n]) for n in a), name
+    assert resumed.steps_done == 4 and resumed.images_shown == straight.images_shown
+
+
+def test_a_model_checkpoint_is_not_a_state_file(tmp_path):
+    from meta_core import save
+    path = save(tiny_model(16), tmp_path / "model.safetensors")
+    with pytest.raises(UnknownFormatError, match="not a pretraining state file"):
+        Pretrainer(tiny_model(16), toy_tasks(), recipe()).load_state(path)
+
+
+def test_bf16_autocast_stays_near_fp32():
+    tasks = toy_tasks()
+    a, b = Pretrainer(tiny_model(16), tasks, recipe()), Pretrainer(tiny_model(16), tasks, recipe(bf16=True))
+    for _ in range(4):
+        a.step(), b.step()
+    start, fa, fb = (sample(m, 3, 8) for m in (tiny_model(16), a.current_model(), b.current_model()))
+    diff, change = float((fa - fb).abs().mean()), float((fa - start).abs().mean())
+    assert 0 < diff < 0.5 * change, (diff, change)

@@ -3,7 +3,8 @@ import torch
 
 from meta_core import interpolate, latents, sample
 from meta_core.errors import ConfigError
-from meta_core.sampling import LATENT_BLOCK, slerp
+from meta_core.sampling import slerp
+from meta_core.seeding import LATENT_BLOCK
 from tests.helpers import tiny_model
 
 

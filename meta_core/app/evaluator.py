@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import _atomic_save, read_header
-from .data import load_task_folder, to_float
-from .errors import CheckpointError, UnknownFormatError
+from ..checkpoint import atomic_save, read_header
+from ..data import load_task_folder, to_float
+from ..errors import CheckpointError, UnknownFormatError
 
 EVALUATOR_KIND = "metagan-evaluator"
 INPUT_SIZE = 64
@@ -71,7 +72,6 @@ class Evaluator:
 
 
 def load_evaluator(path, device="cpu") -> Evaluator:
-    from safetensors.torch import load_file
     _, metadata = read_header(path)
     if metadata.get("model_kind") != EVALUATOR_KIND:
         raise UnknownFormatError(path, "is not a MetaGAN evaluator network: pass the evaluator_64.safetensors file")
@@ -136,7 +136,7 @@ def train_evaluator(folders: list[str], out: str, epochs: int = 4, batch: int = 
             "command": "python -m meta_core.evaluator " + " ".join(sys.argv[1:])}
     metadata = {"model_kind": EVALUATOR_KIND, "format_version": "1", "classes": json.dumps(classes),
                 "width": "32", "info": json.dumps(info)}
-    _atomic_save(dict(net.state_dict()), metadata, out)
+    atomic_save(dict(net.state_dict()), metadata, out)
     return info
 
 

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "ABSTRACT_STYLES",
@@ -70,7 +70,7 @@ ABSTRACT_STYLES: tuple[str, ...] = ("glass", "icons", "identicon", "rings", "sha
 # Text styles depend on the machine's fonts, so render.mjs skips them unless named in `styles`.
 TEXT_STYLES: tuple[str, ...] = ("initials",)
 
-TOOL_DIR: Path = Path(__file__).resolve().parent.parent / "tools" / "dicebear"
+TOOL_DIR: Path = Path(__file__).resolve().parents[2] / "tools" / "dicebear"
 _RENDER_SCRIPT = TOOL_DIR / "render.mjs"
 
 _NODE_HINT = (

@@ -8,58 +8,31 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed
 
-from . import checkpoint
-from .adapt import adapt
-from .config import ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig
-from .data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
-from .errors import ConfigError, MetaGANError
-from .fast import FastPath
-from .model import MetaGAN
-from .progress import ProgressBar
-from .sampling import sample
+from .. import checkpoint
+from ..adaptation import adapt
+from ..config import ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig
+from ..data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
+from ..errors import ConfigError, MetaGANError
+from ..fastpath import FastPath
+from ..meta import MetaTrainer, init_distributed
+from ..model import MetaGAN
+from ..sampling import sample
+from . import bench_quality, bench_speed, dicebear, evaluator, pretrain
+from .common import REPO, hardware, progress_bar, resolve_device, save_png
 
 EXIT_USER_ERROR = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but this PyTorch sees no CUDA GPU: use --device cpu")
-    return device
-
-
-def hardware(device: torch.device) -> dict:
-    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def save_png(image: torch.Tensor, path: Path) -> None:
-    """[3, H, W] in 0..1 -> 8-bit RGB PNG."""
-    from PIL import Image
-    arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
-    Image.fromarray(arr).save(path)
 
 
 # --- commands ------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .meta import MetaTrainer, init_distributed
-
     device = resolve_device(args.device)
     dist = init_distributed(device)
     if dist.active and device.type == "cuda":
@@ -115,10 +88,9 @@ def cmd_train(args) -> int:
                                                 "wall_seconds": round(wall, 1)})
         checkpoint.save(out, args.out)
         if not final:
-            bar.stream.write(f"\ncheckpoint: step {trainer.step} -> {args.out}\n" if bar.tty else
-                             f"checkpoint: step {trainer.step} -> {args.out}\n")
+            bar.write(f"checkpoint: step {trainer.step} -> {args.out}", file=sys.stderr)
 
-    bar = ProgressBar(cfg.steps, start=trainer.step, label="meta-train", log_every=args.log_every)
+    bar = progress_bar(cfg.steps, "meta-train", start=trainer.step, log_every=args.log_every)
     last_save = time.perf_counter()
     if main_rank:
         print(f"meta-training {cfg.algorithm} on {len(tasks)} tasks ({tasks.num_images} images) at "
@@ -136,7 +108,8 @@ def cmd_train(args) -> int:
                 trainer.fit_schedule(min(cfg.steps, stats.step + int((args.minutes * 60 - elapsed) * done / elapsed)))
                 bar.total = trainer.cfg.steps
         if main_rank:
-            bar.update(stats.step, d=stats.d_loss, g=stats.g_loss, eps=stats.eps)
+            bar.set_postfix(d=f"{stats.d_loss:.3f}", g=f"{stats.g_loss:.3f}", eps=f"{stats.eps:.3f}", refresh=False)
+            bar.update(stats.step - bar.n)
         due = (args.checkpoint_every and stats.step % args.checkpoint_every == 0) or \
               (time.perf_counter() - last_save) > args.checkpoint_minutes * 60
         if due and stats.step < trainer.cfg.steps:
@@ -152,39 +125,7 @@ def cmd_train(args) -> int:
     if main_rank:
         print(f"wrote {args.out} (step {trainer.step})")
     if dist.active:
-        import torch.distributed
         torch.distributed.destroy_process_group()
-    return 0
-
-
-def cmd_pretrain(args) -> int:
-    from .pretrain import pretrain
-
-    device = resolve_device(args.device)
-    exclude = tuple(x for x in (args.exclude or "").split(",") if x)
-    cfg = AdaptConfig(steps=args.steps, lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, strategy="full")
-    model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
-                                                      channel_max=args.channel_max), seed=args.seed).to(device)
-    tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
-    bar = ProgressBar(args.steps, label="pretrain", log_every=args.log_every,
-                      seconds=args.minutes * 60 if args.minutes else None)
-    started = time.perf_counter()
-    provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
-                  "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
-                  "hardware": hardware(device)}
-
-    def on_chunk(done, total, current):
-        bar.update(done)
-        current.provenance = {**provenance, "steps": done, "wall_seconds": round(time.perf_counter() - started, 1)}
-        checkpoint.save(dataclasses.replace(current, adapt_defaults=dataclasses.replace(cfg, steps=10)), args.out)
-
-    fast = FastPath().resolve(device) if args.fast else None
-    if fast is not None:
-        provenance["fast_path"] = fast.describe()
-    pretrain(model, tasks, cfg, args.steps, seed=args.seed, chunk=args.chunk, on_chunk=on_chunk,
-             seconds=args.minutes * 60 if args.minutes else None, fast=fast)
-    bar.close()
-    print(f"wrote {args.out} ({bar.done} pooled steps)")
     return 0
 
 
@@ -195,9 +136,13 @@ def cmd_adapt(args) -> int:
     changes = {k: v for k, v in {"steps": args.steps, "lr_g": args.lr, "lr_d": args.lr, "strategy": args.strategy,
                                  "batch_size": args.batch_size}.items() if v is not None}
     cfg = dataclasses.replace(base.adapt_defaults, **changes)
-    bar = ProgressBar(cfg.steps, label="adapt", log_every=10.0)
-    result = adapt(base, refs, cfg, seed=args.seed,
-                   on_step=lambda i, n, s: bar.update(i, d=s["d_loss"], g=s["g_loss"]))
+    bar = progress_bar(cfg.steps, "adapt", log_every=10.0)
+
+    def on_step(p) -> None:
+        bar.set_postfix(d=f"{p.d_loss:.3f}", g=f"{p.g_loss:.3f}", refresh=False)
+        bar.update(p.step - bar.n)
+
+    result = adapt(base, refs, cfg, seed=args.seed, on_step=on_step)
     bar.close()
     if args.delta:
         checkpoint.save_delta(result.model, args.out)
@@ -223,7 +168,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_bench_speed(args) -> int:
-    from . import bench_speed
     bench_speed.run(args, log=lambda line: print(line, file=sys.stderr, flush=True), out=lambda line: print(line, flush=True))
     return 0
 
@@ -328,23 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(t)
     t.set_defaults(func=cmd_train)
 
-    pt = sub.add_parser("pretrain", help="plain GAN training on the pooled images of every task (no meta-learning)")
-    pt.add_argument("--tasks", required=True, help="folder with one sub-folder of images per task")
-    pt.add_argument("--out", required=True, help="checkpoint to write; rewritten after every chunk")
-    pt.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=64)
-    pt.add_argument("--steps", type=positive_int, default=5000)
-    pt.add_argument("--chunk", type=positive_int, default=250, help="steps between checkpoints")
-    pt.add_argument("--lr", type=positive_float, default=AdaptConfig.lr_g)
-    pt.add_argument("--batch-size", type=positive_int, default=16)
-    pt.add_argument("--channel-base", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_base)
-    pt.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
-    pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
-    pt.add_argument("--limit-per-task", type=positive_int)
-    pt.add_argument("--minutes", type=positive_float, help="time budget: start no chunk after this many minutes")
-    pt.add_argument("--fast", action="store_true", help=FAST_HELP)
-    pt.add_argument("--log-every", type=float, default=30.0)
-    common(pt)
-    pt.set_defaults(func=cmd_pretrain)
+    defaults = ModelConfig.for_resolution(64).generator
+    pretrain.add_parser(sub, common, positive_int, positive_float, RESOLUTIONS, defaults.channel_base,
+                        defaults.channel_max)
 
     a = sub.add_parser("adapt", help="adapt a checkpoint to a folder of reference images")
     a.add_argument("--checkpoint", required=True)
@@ -377,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--resolutions", type=int_list, default=[64, 128], help="comma-separated (default 64,128)")
     bs.add_argument("--batches", type=int_list, default=[1, 16, 1024], help="sampling batch sizes (default 1,16,1024)")
     bs.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
-    bs.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parent.parent / "checkpoints" /
-                    "metagan_64.safetensors", help="the bundled configuration (default checkpoints/metagan_64.safetensors)")
+    bs.add_argument("--checkpoint", type=Path, default=REPO / "checkpoints" / "metagan_64.safetensors", help="the bundled configuration (default checkpoints/metagan_64.safetensors)")
     bs.add_argument("--min-time", type=positive_float, default=1.0, help="seconds of timed calls per figure (default 1)")
     bs.add_argument("--max-reps", type=positive_int, default=50, help="at most this many timed calls per figure")
     bs.add_argument("--variants", action="store_true", help="also time the fast-path settings the auto choice leaves off")
@@ -399,14 +328,7 @@ DELEGATED_HELP = {
 
 
 def delegated(name: str):
-    if name == "build-tasks":
-        from . import dicebear
-        return dicebear.main
-    if name == "bench-quality":
-        from . import bench_quality
-        return bench_quality.main
-    from . import evaluator
-    return evaluator.main
+    return {"build-tasks": dicebear.main, "bench-quality": bench_quality.main, "train-evaluator": evaluator.main}[name]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,15 +36,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .adapt import adapt
-from .config import AdaptConfig, MetaConfig, ModelConfig
-from .data import TaskSet
-from .fast import FastPath, FastSampler
-from .meta import MetaTrainer
-from .model import MetaGAN
-from .sampling import sample
+from ..adaptation import adapt
+from ..checkpoint import load
+from ..config import AdaptConfig, MetaConfig, ModelConfig
+from ..data import TaskSet
+from ..fastpath import FastPath
+from ..meta import MetaTrainer
+from ..model import MetaGAN
+from ..sampling import Sampler, sample
+from .common import REPO, resolve_device
 
-BUNDLED = Path(__file__).resolve().parent.parent / "checkpoints" / "metagan_64.safetensors"
+BUNDLED = REPO / "checkpoints" / "metagan_64.safetensors"
 SAMPLE_BATCHES = (1, 16, 1024)
 LONG_CALL = 2.0
 DCGAN_Z = 100
@@ -232,7 +234,6 @@ def build_models(resolution: int, device: torch.device, checkpoint_path: Path | 
     """(model, adaptation config, meta config, description) for `resolution`."""
     base = None
     if checkpoint_path is not None and checkpoint_path.exists():
-        from .checkpoint import load
         base = load(checkpoint_path, device)
     adapt_cfg = base.adapt_defaults if base is not None else AdaptConfig(steps=10, batch_size=8, strategy="full")
     meta_cfg = (base.meta_config if base is not None and base.meta_config is not None
@@ -269,7 +270,7 @@ def bench_resolution(resolution: int, device: torch.device, memory: PeakMemory, 
     refs = torch.rand(REFERENCES, 3, resolution, resolution, generator=torch.Generator().manual_seed(1))
     rows: list[Row] = []
     timing = dict(device=device, memory=memory, min_time=args.min_time, max_reps=args.max_reps)
-    sampler = FastSampler(model, fast)
+    sampler = Sampler(model, fast)
 
     # sampling
     batch_rows = {b: Row(f"sampling, batch {b}", "images/s", "rate") for b in args.batches}
@@ -432,7 +433,6 @@ def describe_device(device: torch.device) -> str:
 
 
 def run(args, log: Callable[[str], None], out: Callable[[str], None]) -> dict:
-    from .cli import resolve_device
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -465,7 +465,7 @@ def run(args, log: Callable[[str], None], out: Callable[[str], None]) -> dict:
         "as inner G+D steps/s against DCGAN G+D training steps/s.")
     lines = targets(results, device)
     if lines:
-        out("targets (issue 4):")
+        out("targets:")
         for line in lines:
             out(line)
     out(f"benchmark took {time.perf_counter() - started:.0f} s")

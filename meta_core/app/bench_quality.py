@@ -26,17 +26,18 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
-from . import checkpoint, metrics
-from .adapt import adapt
-from .config import AugmentConfig
-from .data import load_task_folder, to_float
-from .errors import ConfigError, MetaGANError
+from .. import checkpoint, metrics
+from ..adaptation import adapt
+from ..config import AugmentConfig
+from ..data import load_task_folder, to_float
+from ..errors import ConfigError, MetaGANError
+from ..images import tile
+from ..model import MetaGAN
+from ..sampling import sample
+from ..seeding import derived_generator
 from .evaluator import load_evaluator
-from .images import tile
-from .meta import derived_generator
-from .model import MetaGAN
-from .sampling import sample
 
 METHODS = ("meta", "transfer", "scratch", "unlabeled")
 REPEAT_SEED_STRIDE = 100_003  # seeds of repeat r: far from every other cell's
@@ -154,7 +155,6 @@ def summarise(result: dict) -> str:
 
 def write_figure(result: dict, path: Path) -> None:
     """Per style: the references, then 8 samples per method (rows), each row labelled on the left."""
-    from PIL import Image
     tiles, labels = [], []
     for style, parts in result["figure"].items():
         tiles.append(parts["refs"])
@@ -171,7 +171,6 @@ def write_figure(result: dict, path: Path) -> None:
 
 def label_rows(image, labels: list[str], row_height: int, margin: int = 120):
     """`image` with a white margin on the left holding one label per row of tiles."""
-    from PIL import Image, ImageDraw
     out = Image.new("RGB", (image.width + margin, image.height), "white")
     out.paste(image, (margin, 0))
     draw = ImageDraw.Draw(out)

@@ -1,0 +1,47 @@
+"""Helpers the command-line tools share: device choice, hardware description, PNG writing, progress bars."""
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]  # the pack's folder (bundled checkpoints, tools)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but this PyTorch sees no CUDA GPU: use --device cpu")
+    return device
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """[3, H, W] in 0..1 -> 8-bit RGB PNG."""
+    arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+    Image.fromarray(arr).save(path)
+
+
+def progress_bar(total: int, label: str, start: int = 0, log_every: float = 30.0) -> tqdm:
+    """A tqdm bar on stderr: redrawn in place on a terminal, a line every `log_every` seconds in logs."""
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=start, desc=label, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.1 if tty else log_every, ascii=not tty)

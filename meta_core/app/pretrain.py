@@ -1,0 +1,122 @@
+"""`python -m meta_core pretrain`: a time-boxed, resumable piece of pooled pretraining.
+
+Every `--checkpoint-minutes` (and at the end) it writes the model (`--out`: the EMA generator and D, what
+the next stage and the benchmark load), the exact-resume state (`--state`, default `<out>.state.safetensors`:
+weights, EMA, Adam moments, step, RNG; keep it out of git), a fixed-seed sample grid
+`<run-dir>/fakes<kimg>.png` and a loss log `<run-dir>/log.jsonl`, so a person can watch it learn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import checkpoint
+from ..config import AdaptConfig, ModelConfig
+from ..data import load_task_folder
+from ..images import tile
+from ..model import MetaGAN
+from ..pretraining import PretrainConfig, Pretrainer
+from ..sampling import sample
+from .common import hardware, progress_bar, resolve_device, save_png
+
+GRID_SEED = 0x6A1D  # the same latents in every grid of every run
+GRID_SIZE = 8       # an 8 x 8 grid
+
+
+def state_path(args) -> Path:
+    return Path(args.state) if args.state else Path(args.out).with_suffix(".state.safetensors")
+
+
+def run(args) -> int:
+    device = resolve_device(args.device)
+    exclude = tuple(x for x in (args.exclude or "").split(",") if x)
+    cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, bf16=args.fast, seed=args.seed)
+    model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                                      channel_max=args.channel_max), seed=args.seed,
+                           adapt_defaults=AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")).to(device)
+    tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
+    trainer = Pretrainer(model, tasks, cfg)
+    state = state_path(args)
+    previous_wall = 0.0
+    if args.resume:
+        previous_wall = float(trainer.load_state(args.resume).get("wall_seconds", 0.0))
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "log.jsonl", "a")
+    provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
+                  "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
+                  "hardware": hardware(device)}
+    if args.resume:
+        provenance["resumed_from"] = {"file": str(args.resume), "step": trainer.steps_done}
+    print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
+          f"batch {cfg.batch_size}{', bf16' if cfg.bf16 else ''}; steps {trainer.steps_done}->{args.steps}"
+          f"{f', at most {args.minutes} min' if args.minutes else ''}", file=sys.stderr)
+    bar = progress_bar(args.steps, "pretrain", start=trainer.steps_done, log_every=args.log_every)
+    started = last_write = time.perf_counter()
+    first = trainer.steps_done
+
+    def write() -> None:
+        wall = previous_wall + time.perf_counter() - started
+        out = trainer.current_model()
+        out.provenance = {**provenance, **out.provenance, "wall_seconds": round(wall, 1),
+                          "steps_this_piece": trainer.steps_done - first}
+        checkpoint.save(out, args.out)
+        trainer.save_state(state, {"wall_seconds": round(wall, 1)})
+        grid = sample(out, GRID_SEED, GRID_SIZE * GRID_SIZE)
+        save_png(tile(list(grid.view(GRID_SIZE, GRID_SIZE, *grid.shape[1:])), pad=1),
+                 run_dir / f"fakes{trainer.images_shown // 1000:06d}.png")
+        bar.write(f"step {trainer.steps_done} ({trainer.images_shown / 1000:.1f} kimg): {args.out}, {state}, "
+                  f"{run_dir}/fakes*.png", file=sys.stderr)
+
+    try:
+        while trainer.steps_done < args.steps:
+            if args.minutes and time.perf_counter() - started > args.minutes * 60:
+                break
+            stats = trainer.step()
+            if stats.step % 10 == 0:
+                log.write(json.dumps({**dataclasses.asdict(stats), "seconds": round(time.perf_counter() - started, 1)})
+                          + "\n")
+            bar.set_postfix(d=f"{stats.d_loss:.3f}", g=f"{stats.g_loss:.3f}", kimg=f"{stats.images / 1000:.1f}",
+                            refresh=False)
+            bar.update(1)
+            if (args.chunk and stats.step % args.chunk == 0) or \
+                    time.perf_counter() - last_write > args.checkpoint_minutes * 60:
+                trainer.check_not_collapsed()
+                write()
+                last_write = time.perf_counter()
+    finally:
+        bar.close()
+        log.close()
+    write()
+    print(f"wrote {args.out} ({trainer.steps_done} pooled steps, {trainer.images_shown / 1000:.1f} kimg)")
+    return 0
+
+
+def add_parser(sub, common, positive_int, positive_float, resolutions, channel_base: int, channel_max: int) -> None:
+    pt = sub.add_parser("pretrain", help="plain GAN training on the pooled images of every task (no meta-learning)")
+    pt.add_argument("--tasks", required=True, help="folder with one sub-folder of images per task")
+    pt.add_argument("--out", required=True, help="model checkpoint to write (the EMA generator), rewritten as it goes")
+    pt.add_argument("--state", help="exact-resume state file to write (default <out>.state.safetensors; not for git)")
+    pt.add_argument("--resume", help="continue exactly from this state file")
+    pt.add_argument("--run-dir", help="folder for fakes*.png and log.jsonl (default: --out without its suffix)")
+    pt.add_argument("--resolution", type=int, choices=resolutions, default=64)
+    pt.add_argument("--steps", type=positive_int, default=5000, help="total steps (a resumed run counts on)")
+    pt.add_argument("--chunk", type=int, default=0, help="also write everything every N steps (0: by time only)")
+    pt.add_argument("--checkpoint-minutes", type=float, default=5.0, help="write everything at least every M minutes")
+    pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
+    pt.add_argument("--batch-size", type=positive_int, default=PretrainConfig.batch_size)
+    pt.add_argument("--channel-base", type=positive_int, default=channel_base)
+    pt.add_argument("--channel-max", type=positive_int, default=channel_max)
+    pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
+    pt.add_argument("--limit-per-task", type=positive_int)
+    pt.add_argument("--minutes", type=positive_float, help="time budget of this piece, in minutes")
+    pt.add_argument("--fast", action="store_true", help="bf16 autocast for G and D (fp32 weights and Adam)")
+    pt.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
+    common(pt)
+    pt.set_defaults(func=run)
+
+
+__all__ = ["add_parser", "run"]

@@ -1,0 +1,187 @@
+"""Pooled pretraining: plain GAN training on the images of every task at once, the prior that adaptation
+and meta-training start from.
+
+It shares the D and G step (`loop.GANStep`) and Adam (`optim.adam_`) with adaptation, not its
+bookkeeping: one persistent optimizer for the whole run, an EMA of G's weights (what checkpoints store
+and sampling uses, as in StyleGAN), progress counted in images shown, optional bf16 autocast, and an exact
+resume from a state file (weights, EMA, Adam moments, step and RNG state).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from safetensors.torch import load_file
+
+from .checkpoint import atomic_save, read_header
+from .config import AdaptConfig, AugmentConfig, LossConfig
+from .data import TaskSet, to_float
+from .errors import CheckpointError, ConfigError, TrainingDivergedError, UnknownFormatError
+from .fastpath import autocast_bf16
+from .loop import COLLAPSE_STD, GANStep, draw_step_noise, sample_diversity
+from .model import MetaGAN
+from .optim import adam_, bias_corrections
+
+STATE_KIND = "metagan-pretrain-state"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    lr_g: float = 0.002                       # Adam learning rate of G
+    lr_d: float = 0.002                       # Adam learning rate of D
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas (StyleGAN2)
+    batch_size: int = 32                      # real and fake images per step
+    ema_kimg: float = 10.0                    # half-life of the EMA of G, in thousands of images shown
+    ema_rampup: float = 0.05                  # EMA half-life at most this fraction of the images shown so far
+    bf16: bool = False                        # bf16 autocast for G and D (fp32 weights, losses and Adam)
+    seed: int = 0                             # every draw of the run derives from it
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if not (self.lr_g > 0 and self.lr_d > 0):
+            raise ConfigError(f"learning rates ({self.lr_g}, {self.lr_d}) must be positive")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size {self.batch_size} must be at least 1")
+        if self.ema_kimg < 0 or self.ema_rampup < 0:
+            raise ConfigError("ema_kimg and ema_rampup must be non-negative")
+
+
+@dataclass
+class PretrainStats:
+    step: int         # steps done
+    images: int       # real images shown so far
+    d_loss: float
+    g_loss: float
+    r1: float
+
+
+class Pretrainer:
+    """Owns a pooled run: G, D, the EMA of G and Adam's moments, advanced one step at a time.
+
+    Args:
+        model: the starting weights (never mutated).
+        tasks: the training images; their task structure is ignored (pooled).
+        cfg: the recipe.
+
+    Example:
+        >>> trainer = Pretrainer(MetaGAN.create(ModelConfig.for_resolution(64)), tasks, PretrainConfig())
+        >>> for _ in range(1000): stats = trainer.step()
+        >>> prior = trainer.current_model()   # G is the EMA generator
+    """
+
+    def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: PretrainConfig):
+        self.model, self.cfg = model, cfg
+        dev = model.device
+        self.real = torch.cat(tasks.images).to(dev)  # uint8 [N, 3, R, R]: 4x smaller than float
+        self.gan = GANStep(model, _as_adapt(cfg))
+        self.g = {n: t.detach().clone() for n, t in model.g_params().items()}
+        self.d = {n: t.detach().clone() for n, t in model.d_params().items()}
+        self.ema = {n: t.detach().clone() for n, t in model.g_params().items()}
+        self.m_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
+        self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
+        self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
+        self.v_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
+        self.steps_done = 0
+        self.images_shown = 0
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    def step(self) -> PretrainStats:
+        """One D step, one G step against the updated D, one EMA update."""
+        cfg, gan, dev = self.cfg, self.gan, self.model.device
+        gcfg = self.model.config.generator
+        noise = draw_step_noise(self.generator, self.real.shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution,
+                                cfg.augment.probability)
+        real = to_float(self.real[noise.real_index.to(dev)])
+        t = self.steps_done + 1
+        with autocast_bf16(cfg.bf16, dev.type):
+            grads_d, metrics = gan.d_grads(self.g, self.d, real, noise, gan.r1_at(self.steps_done), list(self.d))
+        names = list(self.d)
+        adam_([self.d[n] for n in names], [grads_d[n] for n in names], [self.m_d[n] for n in names],
+              [self.v_d[n] for n in names], *bias_corrections(cfg.lr_d, cfg.betas, t), cfg.betas)
+        with autocast_bf16(cfg.bf16, dev.type):
+            grads_g, g_loss = gan.g_grads(self.g, self.d, noise, list(self.g), dev)
+        names = list(self.g)
+        adam_([self.g[n] for n in names], [grads_g[n] for n in names], [self.m_g[n] for n in names],
+              [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas)
+        self.steps_done = t
+        self.images_shown += cfg.batch_size
+        self._update_ema()
+        values = torch.stack([metrics["d_loss"].float(), g_loss.float(), metrics["r1"].float()]).cpu()
+        if not bool(torch.isfinite(values).all()):
+            raise TrainingDivergedError(f"pretraining diverged at step {t} (losses {values.tolist()}): resume from "
+                                        "the last state file with lower learning rates")
+        return PretrainStats(t, self.images_shown, *(float(v) for v in values))
+
+    def _update_ema(self) -> None:
+        cfg = self.cfg
+        half_life = cfg.ema_kimg * 1000
+        if cfg.ema_rampup:
+            half_life = min(half_life, self.images_shown * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+        names = list(self.ema)
+        with torch.no_grad():
+            torch._foreach_lerp_([self.ema[n] for n in names], [self.g[n] for n in names], 1.0 - beta)
+
+    def check_not_collapsed(self) -> None:
+        diversity = sample_diversity(self.model, self.ema)
+        if diversity < COLLAPSE_STD:
+            raise TrainingDivergedError(f"pretraining collapsed at step {self.steps_done} (diversity "
+                                        f"{diversity:.1e}): resume from an earlier state with lower learning rates")
+
+    def current_model(self, **changes) -> MetaGAN:
+        """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show)."""
+        provenance = dict(self.model.provenance, pretrained={
+            "steps": self.steps_done, "images_shown": self.images_shown, "config": asdict(self.cfg)})
+        return self.model.with_params(self.ema, self.d, **{"provenance": provenance, **changes})
+
+    # --- exact resume ------------------------------------------------------------------------------
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for prefix, tree in (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g),
+                             ("v_g", self.v_g), ("m_d", self.m_d), ("v_d", self.v_d)):
+            out.update({f"{prefix}.{n}": t for n, t in tree.items()})
+        out["rng"] = self.generator.get_state()
+        return out
+
+    def save_state(self, path, extra: dict | None = None) -> None:
+        """Everything an exact resume needs (not for git: it holds Adam's moments); `extra` is stored as JSON
+        and comes back from `load_state`."""
+        metadata = {"format_version": str(STATE_VERSION), "model_kind": STATE_KIND,
+                    "state": json.dumps({"steps": self.steps_done, "images": self.images_shown,
+                                         "config": asdict(self.cfg), "extra": extra or {}}, sort_keys=True)}
+        atomic_save(self.state_tensors(), metadata, path)
+
+    def load_state(self, path) -> dict:
+        """Continue exactly where `save_state` left off (same model shape and recipe); returns its `extra`."""
+        _, metadata = read_header(path)
+        if metadata.get("model_kind") != STATE_KIND or metadata.get("format_version") != str(STATE_VERSION):
+            raise UnknownFormatError(path, f"not a pretraining state file (kind {metadata.get('model_kind')!r}, "
+                                           f"version {metadata.get('format_version')!r}): pass the .state.safetensors "
+                                           "file that `pretrain` wrote")
+        tensors = load_file(str(path), device=str(self.model.device))
+        expected = self.state_tensors()
+        if set(tensors) != set(expected) or any(tensors[k].shape != v.shape for k, v in expected.items()):
+            raise CheckpointError(path, "was written for a different model shape: resume with the same --resolution "
+                                        "and channel settings")
+        for prefix, tree in (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g),
+                             ("v_g", self.v_g), ("m_d", self.m_d), ("v_d", self.v_d)):
+            for n in tree:
+                tree[n].copy_(tensors[f"{prefix}.{n}"])
+        self.generator.set_state(tensors["rng"].cpu())
+        state = json.loads(metadata["state"])
+        self.steps_done, self.images_shown = int(state["steps"]), int(state["images"])
+        return state.get("extra", {})
+
+
+def _as_adapt(cfg: PretrainConfig):
+    """The `AdaptConfig` view of a recipe that `GANStep` reads (loss, augmentation)."""
+    return AdaptConfig(steps=1, lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=cfg.betas, batch_size=cfg.batch_size,
+                       strategy="full", augment=cfg.augment, loss=cfg.loss)
+
+
+__all__ = ["PretrainConfig", "PretrainStats", "Pretrainer"]
