@@ -85,9 +85,11 @@ assert comfy_env.ensure_comfy_interface() is False
 import folder_paths
 def loggers():
     named = {n: lg for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
-    return {n: repr((lg.level, lg.handlers, lg.propagate, lg.disabled)) for n, lg in {"": logging.root, **named}.items()}
+    return {n: repr((lg.level, lg.handlers, lg.propagate, lg.disabled))
+            for n, lg in {"": logging.root, **named}.items()}
 def state():
-    return {"path": list(sys.path), "meta_path": list(map(repr, sys.meta_path)), "path_hooks": list(map(repr, sys.path_hooks)),
+    return {"path": list(sys.path), "meta_path": list(map(repr, sys.meta_path)),
+            "path_hooks": list(map(repr, sys.path_hooks)),
             "environ": dict(os.environ), "cwd": os.getcwd(), "warnings": repr(warnings.filters),
             "logging": loggers(),
             "torch": [torch.get_num_threads(), str(torch.get_default_dtype()), torch.is_grad_enabled(),

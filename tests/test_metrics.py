@@ -41,7 +41,10 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_shift():
 def test_kid_matches_an_explicit_loop():
     a, b = feats(12, d=4, seed=3), feats(12, d=4, shift=0.3, seed=4)
     mean, std = metrics.kernel_inception_distance(a, b, subsets=1, subset_size=12)
-    k = lambda x, y: (float(x.double() @ y.double()) / 4 + 1) ** 3
+
+    def k(x, y):
+        return (float(x.double() @ y.double()) / 4 + 1) ** 3
+
     m = 12
     xx = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))

@@ -25,7 +25,10 @@ def compare(a: dict[tuple, float], b: dict[tuple, float]) -> dict:
         raise SystemExit("the two runs share no (style, K, budget) cell for these methods")
     logs = {c: math.log(a[c] / b[c]) for c in cells}
     per_style = collections.Counter(c[0] for c in cells if logs[c] < 0)
-    geomean = lambda fd: math.exp(sum(math.log(fd[c]) for c in cells) / len(cells))
+
+    def geomean(fd):
+        return math.exp(sum(math.log(fd[c]) for c in cells) / len(cells))
+
     return {"cells": len(cells), "wins": sum(x < 0 for x in logs.values()),
             "mean_log_ratio": sum(logs.values()) / len(cells), "geomean_a": geomean(a), "geomean_b": geomean(b),
             "per_style": {s: (per_style[s], sum(c[0] == s for c in cells)) for s in sorted({c[0] for c in cells})}}

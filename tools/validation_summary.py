@@ -27,12 +27,14 @@ def summarise(path: str) -> dict:
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
-    print("| candidate | meta wins vs transfer | mean log(FD meta / FD transfer) | geo-mean FD meta | geo-mean FD transfer |")
+    print("| candidate | meta wins vs transfer | mean log(FD meta / FD transfer) | geo-mean FD meta "
+          "| geo-mean FD transfer |")
     print("|---|---|---|---|---|")
     for arg in argv:
         name, _, path = arg.partition("=")
         s = summarise(path)
-        print(f"| {name} | {s['wins']}/{s['cells']} | {s['mean_log_ratio']:+.3f} | {s['fd_meta']:.0f} | {s['fd_transfer']:.0f} |")
+        print(f"| {name} | {s['wins']}/{s['cells']} | {s['mean_log_ratio']:+.3f} | {s['fd_meta']:.0f} "
+              f"| {s['fd_transfer']:.0f} |")
 
 
 if __name__ == "__main__":
