@@ -49,7 +49,8 @@ class ComfyClient:
     def __init__(self, base_url: str, *, timeout: float = 30.0):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ServerError(f"--server needs an http:// or https:// URL such as http://127.0.0.1:8188, got {base_url!r}.")
+            raise ServerError("--server needs an http:// or https:// URL such as http://127.0.0.1:8188, "
+                              f"got {base_url!r}.")
         if parts.query or parts.fragment:
             raise ServerError(f"--server URL {base_url!r} must not have a query or fragment.")
         self.base_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
@@ -66,7 +67,8 @@ class ComfyClient:
     def ws_url(self, client_id: str) -> str:
         parts = urllib.parse.urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/ws", urllib.parse.urlencode({"clientId": client_id}), ""))
+        return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/ws",
+                                        urllib.parse.urlencode({"clientId": client_id}), ""))
 
     def _request(self, method: str, path: str, body: Any = None, **query: Any) -> bytes:
         url = self.url(path, **query)
@@ -94,7 +96,8 @@ class ComfyClient:
         try:
             return json.loads(raw) if raw else None
         except json.JSONDecodeError:
-            raise ServerError(f"{method} {self.url(path, **query)} did not answer JSON; is this a ComfyUI server?") from None
+            raise ServerError(f"{method} {self.url(path, **query)} did not answer JSON; "
+                              "is this a ComfyUI server?") from None
 
     # -- API --------------------------------------------------------------------------------------
 
@@ -162,7 +165,8 @@ def server_validation_problems(body: bytes, prompt: Mapping) -> list[Problem]:
         if isinstance(err, str):
             err = {"message": err}
         detail = f": {err['details']}" if err.get("details") else ""
-        problems.append(Problem(err.get("type", "server_rejected"), f"{err.get('message', 'the server rejected the prompt')}{detail}"))
+        problems.append(Problem(err.get("type", "server_rejected"),
+                                f"{err.get('message', 'the server rejected the prompt')}{detail}"))
     return problems
 
 
@@ -244,7 +248,8 @@ def _open_websocket(client: ComfyClient, client_id: str, use_websocket: bool | N
         import websocket  # the websocket-client package
     except ImportError:
         if use_websocket:
-            raise ServerError("websocket progress needs the websocket-client package (pip install websocket-client).") from None
+            raise ServerError("websocket progress needs the websocket-client package "
+                              "(pip install websocket-client).") from None
         log.info("websocket-client is not installed; following the run by polling /history.")
         return None
     try:
@@ -253,7 +258,8 @@ def _open_websocket(client: ComfyClient, client_id: str, use_websocket: bool | N
         ws.settimeout(1.0)
         return ws
     except Exception as exc:  # any failure here only costs live progress; say so and poll instead
-        log.warning("cannot open %s (%s); following the run by polling /history instead.", client.ws_url(client_id), exc)
+        log.warning("cannot open %s (%s); following the run by polling /history instead.",
+                    client.ws_url(client_id), exc)
         return None
 
 
@@ -301,7 +307,8 @@ def _raise_for_status(entry: Mapping, prompt: Mapping) -> None:
     for event, data in status.get("messages") or []:
         if event == "execution_interrupted":
             nid = str(data.get("node_id"))
-            raise ExecutionInterrupted(nid, ((prompt.get(nid) or {}).get("_meta") or {}).get("title") or data.get("node_type"))
+            raise ExecutionInterrupted(nid, ((prompt.get(nid) or {}).get("_meta") or {}).get("title")
+                                       or data.get("node_type"))
         if event == "execution_error":
             nid = str(data.get("node_id"))
             title = ((prompt.get(nid) or {}).get("_meta") or {}).get("title") or data.get("node_type")
@@ -335,7 +342,8 @@ def download_outputs(client: ComfyClient, outputs: Mapping, output_dir: str) -> 
     for node_outputs in outputs.values():
         for items in (node_outputs or {}).values():
             for item in items if isinstance(items, list) else []:
-                if not (isinstance(item, Mapping) and item.get("type") == "output" and isinstance(item.get("filename"), str)):
+                if not (isinstance(item, Mapping) and item.get("type") == "output"
+                        and isinstance(item.get("filename"), str)):
                     continue
                 dest = _safe_destination(output_dir, item.get("subfolder") or "", item["filename"])
                 data = client.view(item["filename"], item.get("subfolder") or "", "output")

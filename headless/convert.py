@@ -225,7 +225,8 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
             continue
         nid = _key(node["id"])
         if nid in nodes:
-            problems.append(Problem("invalid_workflow", "two nodes have this id.", nid, node.get("title"), node["type"]))
+            problems.append(Problem("invalid_workflow", "two nodes have this id.",
+                                    nid, node.get("title"), node["type"]))
             continue
         nodes[nid] = node
 
@@ -253,7 +254,10 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
             continue
         title = title_of(nid)
 
-        def problem(kind: str, message: str, into: list[Problem] = problems) -> None:
+        # Called only within this iteration (and through the lambda below, which _resolve_link calls before it
+        # returns); the node's id, title and type are bound as keyword-only defaults all the same.
+        def problem(kind: str, message: str, into: list[Problem] = problems, *,
+                    nid: str = nid, title: str = title, node_type: str = node_type) -> None:
             into.append(Problem(kind, message, nid, title, node_type))
 
         d = node_defs.get(node_type)

@@ -126,7 +126,8 @@ def run_prompt(prompt: Mapping, node_defs: Mapping[str, NodeDef], *, extra_data:
                 d = node_defs[entry["class_type"]]
                 title = node_title(work, nid, node_defs)
                 current["node"] = nid
-                emit("executing", {"node": nid, "title": title, "class_type": d.name, "index": index, "total": len(order)})
+                emit("executing", {"node": nid, "title": title, "class_type": d.name,
+                                   "index": index, "total": len(order)})
                 t0 = time.perf_counter()
                 try:
                     mm.throw_exception_if_processing_interrupted()
@@ -262,7 +263,8 @@ def _files_in_ui(nid: str, ui: Mapping, folder_paths) -> list[SavedFile]:
     files = []
     for items in ui.values():
         for item in items if isinstance(items, list) else []:
-            if isinstance(item, Mapping) and isinstance(item.get("filename"), str) and isinstance(item.get("type"), str):
+            if (isinstance(item, Mapping) and isinstance(item.get("filename"), str)
+                    and isinstance(item.get("type"), str)):
                 base = folder_paths.get_directory_by_type(item["type"])
                 if base is None:
                     continue

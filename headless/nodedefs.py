@@ -283,7 +283,8 @@ class NodeRegistry:
                             getattr(module, "__name__", module), node_id)
                 continue
             if node_id in self.classes:
-                log.warning("pack %s replaces node %r of an earlier pack.", getattr(module, "__name__", module), node_id)
+                log.warning("pack %s replaces node %r of an earlier pack.",
+                            getattr(module, "__name__", module), node_id)
             self.classes[node_id] = cls
             if node_id in names:
                 self.display_names[node_id] = names[node_id]
@@ -291,7 +292,8 @@ class NodeRegistry:
 
     def node_defs(self) -> dict[str, NodeDef]:
         """Fresh definitions of every node (``INPUT_TYPES`` can change, e.g. LoadImage's file list)."""
-        return {name: node_def_from_class(name, cls, self.display_names.get(name)) for name, cls in self.classes.items()}
+        return {name: node_def_from_class(name, cls, self.display_names.get(name))
+                for name, cls in self.classes.items()}
 
     def object_info(self) -> dict[str, dict]:
         """What ComfyUI's ``/object_info`` would answer for these nodes."""

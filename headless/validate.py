@@ -59,7 +59,8 @@ def node_links(entry: Mapping) -> Iterator[tuple[str, str, Any]]:
     """``(input_name, origin_id, slot)`` for every well-formed link input of a prompt entry."""
     inputs = entry.get("inputs")
     for name, value in (inputs.items() if isinstance(inputs, Mapping) else ()):
-        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and not isinstance(value[0], bool):
+        if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+                and not isinstance(value[0], bool)):
             yield name, str(value[0]), value[1]
 
 
@@ -101,12 +102,14 @@ def validate_prompt(prompt: Mapping, node_defs: Mapping[str, NodeDef], *, check_
         result.problems.append(Problem("invalid_workflow", "the prompt is empty or not an object."))
         return result
     if len(prompt) > MAX_NODES:
-        result.problems.append(Problem("graph_too_large", f"the workflow has {len(prompt)} nodes; at most {MAX_NODES} are accepted."))
+        result.problems.append(Problem("graph_too_large",
+                                       f"the workflow has {len(prompt)} nodes; at most {MAX_NODES} are accepted."))
         return result
     n_links = sum(1 for e in prompt.values() if isinstance(e, Mapping) and isinstance(e.get("inputs"), Mapping)
                   for v in e["inputs"].values() if isinstance(v, list))
     if n_links > MAX_LINKS:
-        result.problems.append(Problem("graph_too_large", f"the workflow has {n_links} links; at most {MAX_LINKS} are accepted."))
+        result.problems.append(Problem("graph_too_large",
+                                       f"the workflow has {n_links} links; at most {MAX_LINKS} are accepted."))
         return result
 
     work: dict[str, dict] = {}
@@ -136,7 +139,8 @@ def validate_prompt(prompt: Mapping, node_defs: Mapping[str, NodeDef], *, check_
             add(nid, "unknown_node_type", f"node type {entry['class_type']!r} is not installed; load the pack "
                 "that provides it (--pack DIR) or remove the node.")
 
-    outputs = [nid for nid, e in work.items() if e["class_type"] in node_defs and node_defs[e["class_type"]].output_node]
+    outputs = [nid for nid, e in work.items()
+               if e["class_type"] in node_defs and node_defs[e["class_type"]].output_node]
     if not outputs and not any(p.kind == "unknown_node_type" for ps in per_node.values() for p in ps):
         add(None, "prompt_no_outputs", "the workflow has no output node (such as Save Image), so nothing "
             "would run; add one.")
@@ -177,7 +181,8 @@ def _validate_node(nid: str, entry: dict, d: NodeDef, work: Mapping[str, dict], 
     received_types: dict[str, Any] = {}
     for name in inputs:
         if d.input_spec(name)[0] is None:
-            result.warnings.append(Problem("unknown_input", f"input {name!r} is not an input of {d.name}; it is ignored.",
+            result.warnings.append(Problem("unknown_input",
+                                           f"input {name!r} is not an input of {d.name}; it is ignored.",
                                            nid, node_title(work, nid, node_defs), d.name))
     for name in list(d.required) + list(d.optional):
         category, input_type, options = d.input_spec(name)
@@ -400,5 +405,6 @@ def execution_order(prompt: Mapping, node_defs: Mapping[str, NodeDef]) -> list[s
     if len(order) != len(needed):
         stuck = sorted(needed - set(order), key=_sort_key)
         raise WorkflowError([Problem("cycle", "is part of a dependency cycle; remove one of its links.",
-                                     stuck[0], node_title(prompt, stuck[0], node_defs), prompt[stuck[0]]["class_type"])])
+                                     stuck[0], node_title(prompt, stuck[0], node_defs),
+                                     prompt[stuck[0]]["class_type"])])
     return order

@@ -161,9 +161,11 @@ def test_load_pack_refuses_a_folder_without_init(tmp_path):
 
 def test_default_folders_match_comfyui(home):
     assert folder_paths.models_dir == str(home / "models")
-    assert folder_paths.supported_pt_extensions == {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+    assert folder_paths.supported_pt_extensions == {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl",
+                                                     ".sft"}
     assert folder_paths.get_folder_paths("checkpoints") == [str(home / "models" / "checkpoints")]
-    assert folder_paths.get_folder_paths("unet") == [str(home / "models" / "unet"), str(home / "models" / "diffusion_models")]
+    assert folder_paths.get_folder_paths("unet") == [str(home / "models" / "unet"),
+                                                     str(home / "models" / "diffusion_models")]
     for getter, name in ((folder_paths.get_input_directory, "input"), (folder_paths.get_output_directory, "output"),
                          (folder_paths.get_temp_directory, "temp"), (folder_paths.get_user_directory, "user")):
         assert getter() == str(home / name)
@@ -175,8 +177,8 @@ def test_setters_move_directories(home, tmp_path):
     folder_paths.set_output_directory(str(tmp_path / "o"))
     folder_paths.set_input_directory(str(tmp_path / "i"))
     folder_paths.set_temp_directory(str(tmp_path / "t"))
-    assert (folder_paths.get_output_directory(), folder_paths.get_input_directory(), folder_paths.get_temp_directory()) \
-        == (str(tmp_path / "o"), str(tmp_path / "i"), str(tmp_path / "t"))
+    assert (folder_paths.get_output_directory(), folder_paths.get_input_directory(),
+            folder_paths.get_temp_directory()) == (str(tmp_path / "o"), str(tmp_path / "i"), str(tmp_path / "t"))
     # Moving the base keeps directories and folders that are not under the old base.
     folder_paths.add_model_folder_path("checkpoints", str(tmp_path / "elsewhere"))
     folder_paths.set_base_directory(str(tmp_path / "newhome"))
@@ -242,7 +244,8 @@ def test_save_image_path_numbering(home):
     folder, name, counter, sub, prefix = folder_paths.get_save_image_path("ComfyUI", out, 64, 32)
     assert (folder, name, counter, sub, prefix) == (os.path.join(out, ""), "ComfyUI", 1, "", "ComfyUI")
     assert os.path.isdir(out)
-    for existing in ("ComfyUI_00001_.png", "ComfyUI_00007_.png", "ComfyUI_00003_.webp", "Other_00009_.png", "ComfyUIx_00010_.png"):
+    for existing in ("ComfyUI_00001_.png", "ComfyUI_00007_.png", "ComfyUI_00003_.webp", "Other_00009_.png",
+                     "ComfyUIx_00010_.png"):
         Path(out, existing).write_bytes(b"")
     assert folder_paths.get_save_image_path("ComfyUI", out)[2] == 8
     folder, name, counter, sub, _ = folder_paths.get_save_image_path("runs/cat_%width%x%height%", out, 64, 32)
@@ -255,8 +258,10 @@ def test_annotated_paths(home):
     Path(folder_paths.get_input_directory()).mkdir(parents=True)
     Path(folder_paths.get_input_directory(), "in.png").write_bytes(b"")
     assert folder_paths.get_annotated_filepath("in.png") == os.path.join(folder_paths.get_input_directory(), "in.png")
-    assert folder_paths.get_annotated_filepath("x.png [output]") == os.path.join(folder_paths.get_output_directory(), "x.png")
-    assert folder_paths.get_annotated_filepath("x.png [temp]") == os.path.join(folder_paths.get_temp_directory(), "x.png")
+    assert folder_paths.get_annotated_filepath("x.png [output]") == os.path.join(folder_paths.get_output_directory(),
+                                                                                 "x.png")
+    assert folder_paths.get_annotated_filepath("x.png [temp]") == os.path.join(folder_paths.get_temp_directory(),
+                                                                               "x.png")
     assert folder_paths.get_annotated_filepath("x.png", "/d") == os.path.join("/d", "x.png")
     assert folder_paths.exists_annotated_filepath("in.png") and folder_paths.exists_annotated_filepath("in.png [input]")
     assert not folder_paths.exists_annotated_filepath("in.png [output]")
@@ -324,26 +329,31 @@ def test_node_definitions_match_comfyui(home):
     for name in ("b.png", "a.webp", "c.txt"):
         Path(folder_paths.get_input_directory(), name).write_bytes(b"")
     assert nodes.LoadImage.INPUT_TYPES() == {"required": {"image": (["a.webp", "b.png"], {"image_upload": True})}}
-    assert (nodes.LoadImage.RETURN_TYPES, nodes.LoadImage.FUNCTION, nodes.LoadImage.CATEGORY) == (("IMAGE", "MASK"), "load_image", "image")
+    assert (nodes.LoadImage.RETURN_TYPES, nodes.LoadImage.FUNCTION, nodes.LoadImage.CATEGORY) \
+        == (("IMAGE", "MASK"), "load_image", "image")
     save = nodes.SaveImage.INPUT_TYPES()
     assert save["required"]["images"] == ("IMAGE", {"tooltip": "The images to save."})
-    assert save["required"]["filename_prefix"][0] == "STRING" and save["required"]["filename_prefix"][1]["default"] == "ComfyUI"
+    assert save["required"]["filename_prefix"][0] == "STRING" \
+        and save["required"]["filename_prefix"][1]["default"] == "ComfyUI"
     assert save["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
-    assert (nodes.SaveImage.RETURN_TYPES, nodes.SaveImage.FUNCTION, nodes.SaveImage.OUTPUT_NODE, nodes.SaveImage.CATEGORY) \
-        == ((), "save_images", True, "image")
+    assert (nodes.SaveImage.RETURN_TYPES, nodes.SaveImage.FUNCTION, nodes.SaveImage.OUTPUT_NODE,
+            nodes.SaveImage.CATEGORY) == ((), "save_images", True, "image")
     assert nodes.PreviewImage.INPUT_TYPES() == {"required": {"images": ("IMAGE",)},
                                                 "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
     assert issubclass(nodes.PreviewImage, nodes.SaveImage) and nodes.PreviewImage.OUTPUT_NODE
     assert nodes.ImageBatch.INPUT_TYPES() == {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}
-    assert (nodes.ImageBatch.RETURN_TYPES, nodes.ImageBatch.FUNCTION, nodes.ImageBatch.CATEGORY) == (("IMAGE",), "batch", "image")
+    assert (nodes.ImageBatch.RETURN_TYPES, nodes.ImageBatch.FUNCTION, nodes.ImageBatch.CATEGORY) \
+        == (("IMAGE",), "batch", "image")
     webp = nodes_images.SaveAnimatedWEBP
     assert webp.INPUT_TYPES() == {
         "required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"}),
                      "fps": ("FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0, "step": 0.01}),
-                     "lossless": ("BOOLEAN", {"default": True}), "quality": ("INT", {"default": 80, "min": 0, "max": 100}),
+                     "lossless": ("BOOLEAN", {"default": True}),
+                     "quality": ("INT", {"default": 80, "min": 0, "max": 100}),
                      "method": (["default", "fastest", "slowest"],)},
         "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
-    assert (webp.RETURN_TYPES, webp.FUNCTION, webp.OUTPUT_NODE, webp.CATEGORY) == ((), "save_images", True, "image/animation")
+    assert (webp.RETURN_TYPES, webp.FUNCTION, webp.OUTPUT_NODE, webp.CATEGORY) \
+        == ((), "save_images", True, "image/animation")
     assert set(nodes.NODE_CLASS_MAPPINGS) == {"LoadImage", "SaveImage", "PreviewImage", "ImageBatch"}
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS == {"SaveImage": "Save Image", "PreviewImage": "Preview Image",
                                                 "LoadImage": "Load Image", "ImageBatch": "Batch Images"}

@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "comfyui-metagan-hypothesis")
 SMOKE = 200
 SLOW = 10_000
-WORKFLOW_FILES = sorted((ROOT / "example_workflows").glob("*.json")) + sorted((ROOT / "example_workflows" / "api").glob("*.json"))
+WORKFLOW_FILES = (sorted((ROOT / "example_workflows").glob("*.json"))
+                  + sorted((ROOT / "example_workflows" / "api").glob("*.json")))
 
 
 def fuzz(strategy, body, examples: int) -> tuple[int, float]:

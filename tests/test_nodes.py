@@ -1,6 +1,5 @@
 """The node pack loaded the way ComfyUI loads it, over the vendored interface stubs."""
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,8 @@ def run_node(node_id, **inputs):
 @pytest.fixture
 def progress_events():
     events = []
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append((value, total, preview)))
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: events.append((value, total, preview)))
     yield events
     comfy.utils.set_progress_bar_global_hook(None)
 
@@ -148,7 +148,8 @@ def test_adapt_widgets_override_checkpoint_defaults(tiny_ckpt):
     (base,) = run_node("MetaGANLoader", ckpt_name=tiny_ckpt[0])
     cfg = PACK.nodes.adapt.adaptation_config(base, 7, 0.01, "modulation", "off")
     assert (cfg.steps, cfg.lr_g, cfg.lr_d, cfg.strategy, cfg.augment.ops) == (7, 0.01, 0.01, "modulation", ())
-    assert PACK.nodes.adapt.adaptation_config(base, 0, 0.0, "checkpoint default", "checkpoint default") == base.adapt_defaults
+    assert PACK.nodes.adapt.adaptation_config(base, 0, 0.0, "checkpoint default", "checkpoint default") \
+        == base.adapt_defaults
 
 
 def test_cancel_stops_within_one_step_and_leaves_base_untouched(tiny_ckpt):
@@ -201,7 +202,8 @@ def test_save_adapted_never_overwrites_and_shows_in_loader(tiny_ckpt):
     (base,) = run_node("MetaGANLoader", ckpt_name=tiny_ckpt[0])
     first = run_node("MetaGANSaveAdapted", meta_gan=base, filename_prefix="chars/hero", format="full")
     second = run_node("MetaGANSaveAdapted", meta_gan=base, filename_prefix="chars/hero", format="full")
-    assert first["result"] == ("chars/hero_00001.safetensors",) and second["result"] == ("chars/hero_00002.safetensors",)
+    assert first["result"] == ("chars/hero_00001.safetensors",) \
+        and second["result"] == ("chars/hero_00002.safetensors",)
     assert first["ui"]["text"] == ["chars/hero_00001.safetensors"]
     names = NODES["MetaGANLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
     assert {"chars/hero_00001.safetensors", "chars/hero_00002.safetensors"} <= set(names)

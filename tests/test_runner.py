@@ -93,7 +93,8 @@ def test_fixture_workflow_converts_like_the_frontend(defs):
               "_meta": {"title": "Seed image"}},
         "2": {"inputs": {"channel": "green", "strength": 0.5, "image": ["1", 0]}, "class_type": "FakeColorize",
               "_meta": {"title": "Fake Colorize"}},
-        "3": {"inputs": {"image1": ["2", 0], "image2": ["1", 0]}, "class_type": "ImageBatch", "_meta": {"title": "Batch Images"}},
+        "3": {"inputs": {"image1": ["2", 0], "image2": ["1", 0]}, "class_type": "ImageBatch",
+              "_meta": {"title": "Batch Images"}},
         "4": {"inputs": {"filename_prefix": "fake_test", "images": ["3", 0]}, "class_type": "SaveImage",
               "_meta": {"title": "Save Image"}},
         "5": {"inputs": {"images": ["3", 0]}, "class_type": "FakeSplit", "_meta": {"title": "FakeSplit"}},
@@ -101,8 +102,9 @@ def test_fixture_workflow_converts_like_the_frontend(defs):
         "7": {"inputs": {"label": "stacked", "extra": 0, "images": ["6", 0]}, "class_type": "FakeInspect",
               "_meta": {"title": "Inspect stack"}},
         # the reroute (8) is followed back to node 1; the note (10) is dropped
-        "9": {"inputs": {"filename_prefix": "fake_anim", "fps": 6.0, "lossless": True, "quality": 80, "method": "default",
-                         "images": ["1", 0]}, "class_type": "SaveAnimatedWEBP", "_meta": {"title": "SaveAnimatedWEBP"}},
+        "9": {"inputs": {"filename_prefix": "fake_anim", "fps": 6.0, "lossless": True, "quality": 80,
+                         "method": "default", "images": ["1", 0]},
+              "class_type": "SaveAnimatedWEBP", "_meta": {"title": "SaveAnimatedWEBP"}},
     }
 
 
@@ -178,7 +180,8 @@ def test_widget_converted_to_input_takes_the_link(defs):
 def test_primitive_node_gives_its_value(defs):
     wf = ui_workflow([
         ui_node(5, "PrimitiveNode", [777, "fixed"], outputs=[("INT", "INT", [1])]),
-        ui_node(2, SEED[0], [1, "fixed", 8, 8, 2, 0.0], inputs=[("seed", "INT", 1, True)], outputs=[("IMAGE", "IMAGE", [2])]),
+        ui_node(2, SEED[0], [1, "fixed", 8, 8, 2, 0.0], inputs=[("seed", "INT", 1, True)],
+                outputs=[("IMAGE", "IMAGE", [2])]),
         save_node(3, 2),
     ], [[1, 5, 0, 2, 0, "INT"], [2, 2, 0, 3, 0, "IMAGE"]])
     prompt = headless.ui_to_api(wf, defs)
@@ -210,8 +213,8 @@ def test_bypassed_node_passes_its_matching_input_through(defs):
 def test_muted_node_is_left_out_and_its_links_dropped(defs):
     wf = ui_workflow([
         seed_node(1),
-        ui_node(2, "FakeColorize", ["red", 1.0], mode=2, inputs=[("image", "IMAGE", 1)], outputs=[("IMAGE", "IMAGE", [2])],
-                title="Muted colour"),
+        ui_node(2, "FakeColorize", ["red", 1.0], mode=2, inputs=[("image", "IMAGE", 1)],
+                outputs=[("IMAGE", "IMAGE", [2])], title="Muted colour"),
         save_node(3, 2),
     ], [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]])
     conversion = headless.convert_workflow(wf, defs)
@@ -248,11 +251,12 @@ def test_conversion_problems_name_the_node(defs):
     with pytest.raises(WorkflowError) as info:
         headless.ui_to_api(wf, defs)
     assert [str(p) for p in info.value.problems] == [
-        "node 1 (Mystery): node type 'NoSuchNode' is not installed; load the pack that provides it (--pack DIR) or remove the node.",
-        "node 2 (0b1c5c7e-1111-4aaa-8bbb-222233334444): subgraph nodes are not supported headless; in ComfyUI, right-click "
-        "the subgraph and choose 'Unpack Subgraph', then save again.",
-        "node 3 (Fake Colorize): input 'image' uses link 99, which is not in the workflow's links; reconnect the input in "
-        "ComfyUI and save again.",
+        "node 1 (Mystery): node type 'NoSuchNode' is not installed; load the pack that provides it (--pack DIR) "
+        "or remove the node.",
+        "node 2 (0b1c5c7e-1111-4aaa-8bbb-222233334444): subgraph nodes are not supported headless; in ComfyUI, "
+        "right-click the subgraph and choose 'Unpack Subgraph', then save again.",
+        "node 3 (Fake Colorize): input 'image' uses link 99, which is not in the workflow's links; reconnect the input "
+        "in ComfyUI and save again.",
         "node 4 (Fake Colorize): input 'image' is linked to node 42, which is not in the workflow.",
     ]
 
@@ -269,7 +273,8 @@ def test_detect_format_and_load_errors(tmp_path):
         headless.load_workflow(bad)
     with pytest.raises(WorkflowError, match="cannot read"):
         headless.load_workflow(tmp_path / "missing.json")
-    huge = headless.convert_workflow({"nodes": [{"id": i, "type": "X"} for i in range(headless.MAX_NODES + 1)], "links": []}, {})
+    huge = headless.convert_workflow({"nodes": [{"id": i, "type": "X"} for i in range(headless.MAX_NODES + 1)],
+                                      "links": []}, {})
     assert [p.kind for p in huge.problems] == ["graph_too_large"] and not huge.prompt
 
 
@@ -289,14 +294,19 @@ def api_prompt() -> dict:
 CASES = [
     ("unknown_node_type", lambda p: p["2"].update(class_type="Nope"), "2", "node type 'Nope' is not installed"),
     ("required_input_missing", lambda p: p["2"]["inputs"].pop("channel"), "2", "required input 'channel' is missing"),
-    ("link_to_missing_node", lambda p: p["2"]["inputs"].update(image=["9", 0]), "2", "linked to node 9, which is not in the workflow"),
+    ("link_to_missing_node", lambda p: p["2"]["inputs"].update(image=["9", 0]), "2",
+     "linked to node 9, which is not in the workflow"),
     ("link_to_missing_output", lambda p: p["2"]["inputs"].update(image=["1", 3]), "2",
      "linked to output 3 of node 1 (Seed), which has 1 output(s)"),
     ("bad_linked_input", lambda p: p["2"]["inputs"].update(image=["1"]), "2", "is a malformed link"),
-    ("return_type_mismatch", lambda p: p.update({"4": {"class_type": "FakeNumber", "inputs": {"variant": 1, "pick": "a", "offset": 0}}})
-     or p["3"]["inputs"].update(images=["4", 0]), "3", "takes IMAGE but is linked to output 0 of node 4 (FakeNumber), which gives INT"),
-    ("value_smaller_than_min", lambda p: p["1"]["inputs"].update(width=0), "1", "input 'width': 0 is smaller than the minimum 1"),
-    ("value_bigger_than_max", lambda p: p["2"]["inputs"].update(strength=1.5), "2", "input 'strength': 1.5 is bigger than the maximum 1.0"),
+    ("return_type_mismatch",
+     lambda p: p.update({"4": {"class_type": "FakeNumber", "inputs": {"variant": 1, "pick": "a", "offset": 0}}})
+     or p["3"]["inputs"].update(images=["4", 0]), "3",
+     "takes IMAGE but is linked to output 0 of node 4 (FakeNumber), which gives INT"),
+    ("value_smaller_than_min", lambda p: p["1"]["inputs"].update(width=0), "1",
+     "input 'width': 0 is smaller than the minimum 1"),
+    ("value_bigger_than_max", lambda p: p["2"]["inputs"].update(strength=1.5), "2",
+     "input 'strength': 1.5 is bigger than the maximum 1.0"),
     ("value_not_in_list", lambda p: p["2"]["inputs"].update(channel="purple"), "2",
      "input 'channel': 'purple' is not one of [\"red\", \"green\", \"blue\"]"),
     ("invalid_input_type", lambda p: p["1"]["inputs"].update(steps="many"), "1", "cannot use 'many' as INT"),
@@ -306,7 +316,8 @@ CASES = [
          "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "c"}}}), "5",
      "is part of a dependency cycle 5 -> 6 -> 5"),
     ("prompt_no_outputs", lambda p: p.pop("3"), None, "the workflow has no output node"),
-    ("graph_too_large", lambda p: p.update({str(i): {"class_type": "FakeFail", "inputs": {}} for i in range(10, 10_010)}),
+    ("graph_too_large",
+     lambda p: p.update({str(i): {"class_type": "FakeFail", "inputs": {}} for i in range(10, 10_010)}),
      None, "at most 10000 are accepted"),
 ]
 
@@ -326,7 +337,8 @@ def test_custom_validation_and_its_precedence_over_the_combo_list(defs, home):
     prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "missing.png"}},
               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
     (problem,) = headless.validate_prompt(prompt, defs).problems
-    assert (problem.kind, problem.message) == ("custom_validation_failed", "LoadImage rejected its inputs: Invalid image file: missing.png")
+    assert (problem.kind, problem.message) == ("custom_validation_failed",
+                                               "LoadImage rejected its inputs: Invalid image file: missing.png")
     # A file in another folder is valid through VALIDATE_INPUTS though it is not in the combo list.
     Path(folder_paths.get_output_directory()).mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(Path(folder_paths.get_output_directory(), "prev.png"))
@@ -339,15 +351,18 @@ def test_all_problems_are_collected_and_values_converted(defs):
     prompt["1"]["inputs"].update(width="4", height=999)
     prompt["2"]["inputs"]["channel"] = "pink"
     report = headless.validate_prompt(prompt, defs)
-    assert [(p.node_id, p.kind) for p in report.problems] == [("1", "value_bigger_than_max"), ("2", "value_not_in_list")]
+    assert [(p.node_id, p.kind) for p in report.problems] == [("1", "value_bigger_than_max"),
+                                                              ("2", "value_not_in_list")]
     assert report.prompt["1"]["inputs"]["width"] == 4 and prompt["1"]["inputs"]["width"] == "4"  # converted copy
 
 
 def test_problems_in_nodes_feeding_no_output_are_warnings_unless_strict(defs):
     prompt = api_prompt()
-    prompt["9"] = {"class_type": "FakeColorize", "inputs": {"channel": "red", "strength": 2.0}, "_meta": {"title": "Loose end"}}
+    prompt["9"] = {"class_type": "FakeColorize", "inputs": {"channel": "red", "strength": 2.0},
+                   "_meta": {"title": "Loose end"}}
     report = headless.validate_prompt(prompt, defs)
-    assert not report.problems and {w.kind for w in report.warnings} == {"required_input_missing", "value_bigger_than_max"}
+    assert not report.problems \
+        and {w.kind for w in report.warnings} == {"required_input_missing", "value_bigger_than_max"}
     assert all("feeds no output" in w.message for w in report.warnings if w.node_id == "9")
     strict = headless.validate_prompt(prompt, defs, strict=True)
     assert {p.kind for p in strict.problems} == {"required_input_missing", "value_bigger_than_max"}
@@ -387,7 +402,8 @@ def test_execution_order_is_dependency_first_outputs_early_and_deterministic(def
         "4": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["3", 0]}},
         "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "a"}},
         "1": {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}},
-        "7": {"class_type": "FakeColorize", "inputs": {"image": ["10", 0], "channel": "red", "strength": 1.0}},  # unused
+        # unused
+        "7": {"class_type": "FakeColorize", "inputs": {"image": ["10", 0], "channel": "red", "strength": 1.0}},
     }
     assert headless.execution_order(prompt, defs) == ["10", "1", "2", "3", "4", "5"]
 
@@ -404,7 +420,8 @@ def test_run_prompt_list_semantics_hidden_inputs_and_events(defs, home):
     assert len(result.outputs["5"][0]) == 2 and result.outputs["5"][1] == [2]
     assert [t.node_id for t in result.timings] == result.order and all(t.seconds >= 0 for t in result.timings)
     assert ("progress", "1") in events and events[0][0] == "execution_start" and events[-1][0] == "execution_success"
-    assert sorted(f.filename for f in result.saved()) == ["fake_anim_00001_.webp", "fake_test_00001_.png", "fake_test_00002_.png"]
+    assert sorted(f.filename for f in result.saved()) == ["fake_anim_00001_.webp", "fake_test_00001_.png",
+                                                          "fake_test_00002_.png"]
 
 
 def test_list_outputs_feed_a_node_once_per_item(defs, home):
@@ -519,7 +536,8 @@ def test_cli_reports_problems_one_line_each_and_runs_nothing(home, tmp_path):
     code, out, err = cli(path, "--output", tmp_path / "out")
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.splitlines() == [
-        "node 11 (Ghost): node type 'NoSuchNode' is not installed; load the pack that provides it (--pack DIR) or remove the node.",
+        "node 11 (Ghost): node type 'NoSuchNode' is not installed; load the pack that provides it (--pack DIR) "
+        "or remove the node.",
         f"1 problem(s) in {path}; nothing was run.",
     ]
     del wf["nodes"][-1]
@@ -606,8 +624,10 @@ class FakeComfy:
                     else:
                         self._send(200, {"p-1": {"prompt": [], "status": fake.status, "outputs": {
                             "4": {"images": [{"filename": "fake_test_00001_.png", "subfolder": "", "type": "output"},
-                                             {"filename": "ComfyUI_temp_abcde_00001_.png", "subfolder": "", "type": "temp"}]},
-                            "9": {"images": [{"filename": "fake_anim_00001_.webp", "subfolder": "anim", "type": "output"}],
+                                             {"filename": "ComfyUI_temp_abcde_00001_.png", "subfolder": "",
+                                              "type": "temp"}]},
+                            "9": {"images": [{"filename": "fake_anim_00001_.webp", "subfolder": "anim",
+                                              "type": "output"}],
                                   "animated": [True]}}}})
                 elif url.path == "/view":
                     self._send(200, fake.png, "image/png")
@@ -662,9 +682,11 @@ def test_server_mode_submits_the_api_prompt_and_downloads_outputs(fake_server, d
 
 
 def test_server_validation_errors_become_problems(fake_server, tmp_path):
-    fake_server.reject = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+    fake_server.reject = {"error": {"type": "prompt_outputs_failed_validation",
+                                    "message": "Prompt outputs failed validation",
                                     "details": "", "extra_info": {}},
-                          "node_errors": {"1": {"errors": [{"type": "value_bigger_than_max", "message": "Value 99 bigger than max of 64",
+                          "node_errors": {"1": {"errors": [{"type": "value_bigger_than_max",
+                                                            "message": "Value 99 bigger than max of 64",
                                                             "details": "width", "extra_info": {}}],
                                                 "dependent_outputs": ["4"], "class_type": "FakeSeedImage"}}}
     code, out, err = cli(FIXTURE_UI, "--server", fake_server.url, "--output", tmp_path / "dl")
@@ -700,19 +722,25 @@ def test_server_unreachable_or_bad_url(tmp_path):
 def test_unsafe_file_names_from_the_server_are_refused(tmp_path):
     client = headless.ComfyClient("http://127.0.0.1:9")
     with pytest.raises(headless.ServerError, match="unsafe file name"):
-        headless.client.download_outputs(client, {"1": {"images": [{"filename": "x.png", "subfolder": "../..", "type": "output"}]}},
+        headless.client.download_outputs(client,
+                                         {"1": {"images": [{"filename": "x.png", "subfolder": "../..",
+                                                            "type": "output"}]}},
                                          str(tmp_path))
 
 
 def test_websocket_messages():
     handle = headless.handle_ws_message
     assert handle({"type": "status", "data": {"status": {}}}, "p") == (None, {}, False)
-    assert handle({"type": "executing", "data": {"node": "3", "prompt_id": "p"}}, "p") == ("executing", {"node": "3", "prompt_id": "p"}, False)
-    assert handle({"type": "progress", "data": {"value": 2, "max": 5, "node": "3", "prompt_id": "p"}}, "p")[0] == "progress"
-    assert handle({"type": "progress", "data": {"value": 2, "max": 5, "node": "3", "prompt_id": "other"}}, "p") == (None, {}, False)
+    assert handle({"type": "executing", "data": {"node": "3", "prompt_id": "p"}}, "p") \
+        == ("executing", {"node": "3", "prompt_id": "p"}, False)
+    assert handle({"type": "progress", "data": {"value": 2, "max": 5, "node": "3", "prompt_id": "p"}}, "p")[0] \
+        == "progress"
+    assert handle({"type": "progress", "data": {"value": 2, "max": 5, "node": "3", "prompt_id": "other"}}, "p") \
+        == (None, {}, False)
     assert handle({"type": "executing", "data": {"node": None, "prompt_id": "p"}}, "p")[2] is True
     assert handle({"type": "execution_error", "data": {"prompt_id": "p", "node_id": "3"}}, "p")[2] is True
-    assert handle({"type": "execution_success", "data": {"prompt_id": "p"}}, "p") == ("execution_success", {"prompt_id": "p"}, True)
+    assert handle({"type": "execution_success", "data": {"prompt_id": "p"}}, "p") \
+        == ("execution_success", {"prompt_id": "p"}, True)
 
 
 def test_problem_text():
@@ -754,7 +782,8 @@ def test_old_workflows_folder_paths_still_resolve(tmp_path, monkeypatch):
     err = io.StringIO()
     monkeypatch.chdir(REPO)
     new = resolve_moved_path("workflows/metagan_fewshot_main.json", err)
-    assert Path(new) == REPO / "example_workflows" / "metagan_fewshot_main.json" and "now example_workflows/" in err.getvalue()
+    assert Path(new) == REPO / "example_workflows" / "metagan_fewshot_main.json" \
+        and "now example_workflows/" in err.getvalue()
     assert Path(resolve_moved_path(str(REPO / "workflows" / "api" / "metagan_interpolation.json"))) == (
         REPO / "example_workflows" / "api" / "metagan_interpolation.json")
     # anything else is left alone (and then reported missing as before)

@@ -60,7 +60,8 @@ def test_ui_workflow_fits_a_normal_window_at_a_readable_zoom(path):
     # Fitted to 1600 x 1000 the frontend must zoom to at least ~70 % (it draws titles and widgets from 60 %).
     wf = json.loads(path.read_text())
     assert _make_workflows().fit_zoom(wf, (1600, 1000)) >= 0.70
-    boxes = [(n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in wf["nodes"]]
+    boxes = [(n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in wf["nodes"]]
     for i, a in enumerate(boxes):  # and no two nodes (title bars included) overlap
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)

@@ -106,13 +106,16 @@ async def _metagan_probe(request):
     info = {
         "modules": {name: _file(mods[name]) if name in mods else None
                     for name in ("nodes", "folder_paths", "comfy", "comfy_extras", "server", "execution")},
-        "server_nodes_is_sys_nodes": bool(server_mod is not None and getattr(server_mod, "nodes", None) is nodes_mod),
-        "pack_nodes_in_registry": sorted(k for k in getattr(nodes_mod, "NODE_CLASS_MAPPINGS", {}) if k.startswith("MetaGAN")),
+        "server_nodes_is_sys_nodes": bool(server_mod is not None
+                                          and getattr(server_mod, "nodes", None) is nodes_mod),
+        "pack_nodes_in_registry": sorted(k for k in getattr(nodes_mod, "NODE_CLASS_MAPPINGS", {})
+                                         if k.startswith("MetaGAN")),
         "stubs_on_sys_path": [p for p in sys.path if os.path.realpath(p or os.getcwd()) == _STUBS],
         "stub_modules_loaded": sorted(k for k, m in mods.items() if _under(_file(m), _STUBS)),
         "pack_module": pack_key,
         "repo_modules_outside_pack": sorted(k for k, m in mods.items()
-                                            if _under(_file(m), _REPO) and not (pack_key and (k == pack_key or k.startswith(pack_key + ".")))),
+                                            if _under(_file(m), _REPO)
+                                            and not (pack_key and (k == pack_key or k.startswith(pack_key + ".")))),
         "find_real_comfyui": comfy_env.find_real_comfyui() if comfy_env else None,
         "using_stubs": comfy_env.using_stubs() if comfy_env else None,
         "meta_gan_paths": None,
@@ -273,7 +276,8 @@ def tail(text: str, n: int = 25) -> list[str]:
 def check_log(report: Report, log: str, pack_paths: list[str]):
     lines = log.splitlines()
     marks = [p for p in pack_paths if p]
-    import_line = next((ln for ln in lines if re.search(r"seconds.*:\s", ln) and ln.rstrip().endswith(tuple(marks))), None)
+    import_line = next((ln for ln in lines
+                        if re.search(r"seconds.*:\s", ln) and ln.rstrip().endswith(tuple(marks))), None)
     failed_lines = [ln for ln in lines if "IMPORT FAILED" in ln and any(m in ln for m in marks)]
     cannot = [ln for ln in lines if ln.startswith("Cannot import") and any(m in ln for m in marks)]
     # tracebacks naming the pack (its link or the repository)
@@ -316,7 +320,8 @@ def check_probe(report: Report, probe: dict, comfy_dir: Path, base: Path):
     if probe.get("stub_modules_loaded"):
         problems.append(f"stub modules were imported: {probe['stub_modules_loaded'][:8]}")
     if probe.get("repo_modules_outside_pack"):
-        problems.append(f"repository modules imported outside the pack package: {probe['repo_modules_outside_pack'][:8]}")
+        problems.append("repository modules imported outside the pack package: "
+                        f"{probe['repo_modules_outside_pack'][:8]}")
     if probe.get("using_stubs") is not False:
         problems.append(f"comfy_env.using_stubs() is {probe.get('using_stubs')!r}")
     real = probe.get("find_real_comfyui")
@@ -344,7 +349,8 @@ def check_object_info(report: Report, info: dict):
         for section in ("required", "optional"):
             for name, spec in ((d.get("input") or {}).get(section) or {}).items():
                 n_inputs += 1
-                opts = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) else {}
+                opts = (spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict)
+                        else {})
                 if not str(opts.get("tooltip") or "").strip():
                     problems.append(f"input {name!r} has no tooltip")
         outs = d.get("output") or []
@@ -369,18 +375,21 @@ def check_templates(report: Report, http: Local):
         report.add("/workflow_templates", False, str(exc))
         return
     listed = sorted(listing.get(PACK_NAME) or [])
-    report.add("/workflow_templates", listed == names, f"{PACK_NAME}: {listed}" + ("" if listed == names else f" (expected {names})"))
+    report.add("/workflow_templates", listed == names,
+               f"{PACK_NAME}: {listed}" + ("" if listed == names else f" (expected {names})"))
     for name in names:
         status, body = http.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
         try:
             same = status == 200 and json.loads(body) == json.loads((REPO / WORKFLOW_DIR / f"{name}.json").read_text())
         except ValueError:
             same = False
-        report.add(f"template {name}.json served", same, f"HTTP {status}, {len(body)} bytes" + ("" if same else ", differs from the file"))
+        report.add(f"template {name}.json served", same,
+                   f"HTTP {status}, {len(body)} bytes" + ("" if same else ", differs from the file"))
     thumbs = [n for n in names if not any((REPO / WORKFLOW_DIR / f"{n}.{ext}").exists() for ext in ("jpg",))]
     if thumbs:
-        report.add("template thumbnails", None, f"no {WORKFLOW_DIR}/<name>.jpg for {thumbs}: the template browser "
-                                                "requests /api/workflow_templates/<pack>/<name>.jpg and shows a blank card")
+        report.add("template thumbnails", None,
+                   f"no {WORKFLOW_DIR}/<name>.jpg for {thumbs}: the template browser "
+                   "requests /api/workflow_templates/<pack>/<name>.jpg and shows a blank card")
 
 
 # -- UI workflows vs the frontend's schema (ComfyUI_frontend 1.2x: zComfyWorkflow for version 0.4) --
@@ -483,7 +492,8 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
                 problems.append(f"{where}: malformed input slot {slot!r}")
         for slot in n.get("outputs") or []:
             if not (isinstance(slot, dict) and isinstance(slot.get("name"), str) and _dtype(slot.get("type"))
-                    and (slot.get("links") is None or (isinstance(slot["links"], list) and all(_is_num(x) for x in slot["links"])))):
+                    and (slot.get("links") is None
+                         or (isinstance(slot["links"], list) and all(_is_num(x) for x in slot["links"])))):
                 problems.append(f"{where}: malformed output slot {slot!r}")
         if "widgets_values" in n and not isinstance(n["widgets_values"], (list, dict)):
             problems.append(f"{where}: widgets_values is neither a list nor an object")
@@ -495,8 +505,8 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
         problems.append(f"last_node_id {wf['last_node_id']} < largest node id {max(numeric_ids)}")
     link_by_id = {}
     for link in links:
-        if not (isinstance(link, list) and len(link) == 6 and _is_num(link[0]) and _node_id(link[1]) and _is_int(link[2])
-                and _node_id(link[3]) and _is_int(link[4]) and _dtype(link[5])):
+        if not (isinstance(link, list) and len(link) == 6 and _is_num(link[0]) and _node_id(link[1])
+                and _is_int(link[2]) and _node_id(link[3]) and _is_int(link[4]) and _dtype(link[5])):
             problems.append(f"link {link!r} is not [id, origin_id, origin_slot, target_id, target_slot, type]")
             continue
         if link[0] in link_by_id:
@@ -548,16 +558,19 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
             values = []
         values = values or []
         if len(values) != len(layout):
-            problems.append(f"node {nid} ({ntype}): {len(values)} widgets_values but the frontend creates {len(layout)} "
+            problems.append(f"node {nid} ({ntype}): {len(values)} widgets_values "
+                            f"but the frontend creates {len(layout)} "
                             f"widget(s) {[w.input if w.kind == 'value' else f'{w.kind}({w.input})' for w in layout]}")
         api_inputs = {}
         for w, value in zip(layout, values):
             err = _check_value(w.kind, w.type, w.options, value)
             if err:
-                problems.append(f"node {nid} ({ntype}) widget {w.input!r}{'' if w.kind == 'value' else ' ' + w.kind}: {err}")
+                problems.append(f"node {nid} ({ntype}) widget {w.input!r}"
+                                f"{'' if w.kind == 'value' else ' ' + w.kind}: {err}")
             if w.kind == "value":
                 api_inputs[w.input] = value
-        all_inputs = {**((d.get("input") or {}).get("required") or {}), **((d.get("input") or {}).get("optional") or {})}
+        all_inputs = {**((d.get("input") or {}).get("required") or {}),
+                      **((d.get("input") or {}).get("optional") or {})}
         required = (d.get("input") or {}).get("required") or {}
         linked = set()
         for slot in n.get("inputs") or []:
@@ -569,7 +582,8 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
             want = spec[0] if isinstance(spec, (list, tuple)) else spec
             want = "COMBO" if isinstance(want, list) else want
             if slot.get("type") not in (want, "*") and not (want == "COMBO" and isinstance(slot.get("type"), list)):
-                problems.append(f"node {nid} ({ntype}): input {name!r} has type {slot.get('type')!r}, the node says {want!r}")
+                problems.append(f"node {nid} ({ntype}): input {name!r} has type {slot.get('type')!r}, "
+                                f"the node says {want!r}")
             if slot.get("link") is not None and slot["link"] in link_by_id:
                 link = link_by_id[slot["link"]]
                 api_inputs[name] = [str(link[1]), link[2]]
@@ -581,7 +595,8 @@ def check_ui_workflow(path: Path, info: dict) -> tuple[list[str], list[str], dic
         outs = n.get("outputs") or []
         want_outs = list(d.get("output") or [])
         if [o.get("type") for o in outs] != want_outs:
-            problems.append(f"node {nid} ({ntype}): outputs {[o.get('type') for o in outs]} but the node has {want_outs}")
+            problems.append(f"node {nid} ({ntype}): outputs {[o.get('type') for o in outs]} "
+                            f"but the node has {want_outs}")
         if n.get("mode", 0) == 0:
             prompt[str(nid)] = {"class_type": ntype, "inputs": api_inputs}
     return problems, notes, prompt
@@ -620,11 +635,13 @@ def check_ui_workflows(report: Report, info: dict):
         problems, notes, frontend_prompt = check_ui_workflow(path, info)
         report.add(f"UI {path.name}: frontend schema", not problems,
                    "; ".join(problems[:6]) if problems else
-                   f"version 0.4, {len(frontend_prompt)} nodes; links, slots, widgets_values (count and values) consistent"
+                   f"version 0.4, {len(frontend_prompt)} nodes; "
+                   "links, slots, widgets_values (count and values) consistent"
                    + (f" (notes: {'; '.join(notes)})" if notes else ""))
         twin = REPO / WORKFLOW_DIR / "api" / path.name
         if not twin.exists():
-            report.add(f"UI {path.name}: API twin", None, f"no {WORKFLOW_DIR}/api/{path.name}: its conversion is not run")
+            report.add(f"UI {path.name}: API twin", None,
+                       f"no {WORKFLOW_DIR}/api/{path.name}: its conversion is not run")
             continue
         api = json.loads(twin.read_text())
         diffs = compare_prompts(frontend_prompt, api) if frontend_prompt else ["not converted"]
@@ -753,7 +770,8 @@ def run_api_workflow(report: Report, wf: Path, url: str, base: Path, runner_pyth
                    excerpt=lines[-15:] + ["-- server log --"] + server_errors)
         return False
     executed = re.findall(r"Prompt executed in ([0-9.:]+)", server_part)
-    report.add(label or f"run {wf.name}", True, "run_workflow.py exit 0" + (f"; server: 'Prompt executed in {executed[-1]}'" if executed else ""),
+    report.add(label or f"run {wf.name}", True,
+               "run_workflow.py exit 0" + (f"; server: 'Prompt executed in {executed[-1]}'" if executed else ""),
                seconds)
     # files
     new_output = _files(base / "output") - before_output
@@ -824,8 +842,10 @@ def check_saved_model_loads(report: Report, http: Local, name: str, url: str, ba
     if name not in choices:
         return
     prompt = {"1": {"class_type": "MetaGANLoader", "inputs": {"ckpt_name": name}},
-              "2": {"class_type": "MetaGANSample", "inputs": {"meta_gan": ["1", 0], "seed": 7, "count": 4, "truncation": 1.0}},
-              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "metagan_check/reloaded"}}}
+              "2": {"class_type": "MetaGANSample",
+                    "inputs": {"meta_gan": ["1", 0], "seed": 7, "count": 4, "truncation": 1.0}},
+              "3": {"class_type": "SaveImage",
+                    "inputs": {"images": ["2", 0], "filename_prefix": "metagan_check/reloaded"}}}
     wf = base / "reload_saved_model.json"
     wf.write_text(json.dumps(prompt, indent=1), encoding="utf-8")
     run_api_workflow(report, wf, url, base, runner_python, timeout, server, label=f"run: load {name} and sample 4")
@@ -837,17 +857,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/check_in_comfyui.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--comfyui", required=True, metavar="DIR", help="a ComfyUI checkout (the folder with main.py)")
-    p.add_argument("--python", required=True, metavar="PATH", help="the Python of ComfyUI's environment (venv/bin/python)")
+    p.add_argument("--python", required=True, metavar="PATH",
+                   help="the Python of ComfyUI's environment (venv/bin/python)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--runner-python", default=sys.executable, metavar="PATH",
-                   help="Python that runs run_workflow.py (default: this one; with websocket-client it follows progress "
-                        "over the websocket, else it polls)")
-    p.add_argument("--startup-timeout", type=float, default=600, metavar="S", help="seconds to wait for the server (600)")
+                   help="Python that runs run_workflow.py (default: this one; with websocket-client it follows "
+                        "progress over the websocket, else it polls)")
+    p.add_argument("--startup-timeout", type=float, default=600, metavar="S",
+                   help="seconds to wait for the server (600)")
     p.add_argument("--workflow-timeout", type=float, default=1800, metavar="S", help="seconds per API workflow (1800)")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="run only this API workflow (file stem; repeatable)")
     p.add_argument("--skip-run", action="store_true", help="do everything except running the API workflows")
-    p.add_argument("--keep", action="store_true", help="keep the throw-away base folder (logs, outputs) even after a pass")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the throw-away base folder (logs, outputs) even after a pass")
     p.add_argument("--legacy-dirs", action="store_true",
                    help="do not use --base-directory even if ComfyUI has it (tests the path for older ComfyUI)")
     return p
@@ -864,8 +887,9 @@ def main(argv=None) -> int:
         print(f"error: {args.python} is not an executable Python", file=sys.stderr)
         return 2
     cli_args = (comfy / "comfy" / "cli_args.py").read_text(encoding="utf-8", errors="replace")
-    has = {flag: f'"{flag}"' in cli_args for flag in ("--base-directory", "--whitelist-custom-nodes", "--database-url",
-                                                       "--disable-api-nodes", "--user-directory", "--disable-auto-launch")}
+    has = {flag: f'"{flag}"' in cli_args
+           for flag in ("--base-directory", "--whitelist-custom-nodes", "--database-url",
+                        "--disable-api-nodes", "--user-directory", "--disable-auto-launch")}
     use_base = has["--base-directory"] and not args.legacy_dirs
     version = re.search(r'__version__\s*=\s*"([^"]+)"', (comfy / "comfyui_version.py").read_text()) \
         if (comfy / "comfyui_version.py").exists() else None
@@ -942,7 +966,8 @@ def main(argv=None) -> int:
         info = http.json("/object_info", timeout=300)
         report.add("/object_info", True, f"{len(info)} node types", time.perf_counter() - t0)
         check_object_info(report, info)
-        errors = [ln for ln in server.log_text().splitlines() if "[ERROR] An error occurred while retrieving information" in ln]
+        errors = [ln for ln in server.log_text().splitlines()
+                  if "[ERROR] An error occurred while retrieving information" in ln]
         if errors:
             report.add("/object_info errors in log", False, f"{len(errors)}", excerpt=errors[:10])
         check_templates(report, http)
@@ -955,7 +980,8 @@ def main(argv=None) -> int:
                 report.add("API workflows", False, f"none found/selected in {WORKFLOW_DIR}/api")
             for wf in workflows:
                 if not server.alive():
-                    report.add(f"run {wf.name}", False, "the server is no longer running", excerpt=tail(server.log_text()))
+                    report.add(f"run {wf.name}", False, "the server is no longer running",
+                               excerpt=tail(server.log_text()))
                     continue
                 saved: list[str] = []
                 if run_api_workflow(report, wf, url, base, args.runner_python, args.workflow_timeout, server, saved):
@@ -970,7 +996,8 @@ def main(argv=None) -> int:
         report.add("interrupted", False, "stopped by a signal")
     except Exception as exc:  # noqa: BLE001 - report, then clean up
         import traceback
-        report.add("checker error", False, f"{type(exc).__name__}: {exc}", excerpt=traceback.format_exc().splitlines()[-12:])
+        report.add("checker error", False, f"{type(exc).__name__}: {exc}",
+                   excerpt=traceback.format_exc().splitlines()[-12:])
     finally:
         if server is not None:
             rc = server.stop()

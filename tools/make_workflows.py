@@ -128,7 +128,7 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
     links, ui_nodes = [], []
     outgoing: dict[tuple[int, int], list[int]] = {}
     incoming: dict[tuple[int, str], int] = {}
-    for nid, ntype, _, _, inputs in nodes:
+    for nid, _ntype, _, _, inputs in nodes:
         for input_name, (src, slot) in inputs.items():
             link_id = len(links) + 1
             src_type = defs[next(n[1] for n in nodes if n[0] == src)].outputs[slot]
@@ -159,7 +159,8 @@ def ui_workflow(name: str, title: str, nodes, defs) -> dict:
             "id": nid, "type": ntype, "pos": positions[nid], "size": sizes[nid],
             "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs,
             "outputs": [{"name": out_name, "type": out_type, "links": outgoing.get((nid, slot)) or None,
-                         "slot_index": slot} for slot, (out_type, out_name) in enumerate(zip(d.outputs, d.output_names))],
+                         "slot_index": slot}
+                        for slot, (out_type, out_name) in enumerate(zip(d.outputs, d.output_names))],
             "title": node_title, "properties": {"Node name for S&R": ntype}, "widgets_values": values,
         })
     return {
