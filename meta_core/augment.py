@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from .config import AugmentConfig
 
@@ -23,7 +22,7 @@ class AugmentParams(NamedTuple):
     translation: torch.Tensor  # [N, 2] integer pixel shift (x, y)
     cutout: torch.Tensor      # [N, 2] integer top-left corner of the cut square (x, y)
 
-    def to(self, device) -> "AugmentParams":
+    def to(self, device) -> AugmentParams:
         return AugmentParams(*(t.to(device) for t in self))
 
 

@@ -76,7 +76,8 @@ def read_header(path) -> tuple[dict, dict]:
     if not isinstance(header, dict):
         raise CorruptCheckpointError(path, "the safetensors header is not a JSON object; the file is damaged")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
         raise CorruptCheckpointError(path, "the safetensors metadata must map text to text; the file is damaged")
     data_size = size - 8 - n
     end_max = 0
@@ -225,7 +226,15 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
 # --- full checkpoints ----------------------------------------------------------------------------
 
 def save(model: MetaGAN, path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write a full checkpoint atomically. `dtype=torch.float16` halves the file (weights load as float32)."""
+    """Write a full checkpoint atomically (readers see the old file or the new one, never half of one).
+
+    Args:
+        model: what to store: weights, configs, adaptation defaults, provenance.
+        path: the `.safetensors` file to write.
+        dtype: `torch.float16` halves the file (weights load as float32).
+    Returns:
+        The path written.
+    """
     tensors = {k: v.to(dtype) for k, v in model.state_dict().items()}
     metadata = _metadata(model, MODEL_KIND)
     if dtype == torch.float32:
@@ -249,7 +258,8 @@ def _check_shapes(path, expected: dict[str, tuple], shapes: dict[str, tuple]) ->
 
 
 def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
-    _check_shapes(path, {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(t.shape) for k, t in tensors.items()})
+    _check_shapes(path, {k: tuple(v.shape) for k, v in expected.items()},
+                  {k: tuple(t.shape) for k, t in tensors.items()})
     for name in expected:
         t = tensors[name]
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -258,7 +268,16 @@ def _check_tensors(path, expected: dict[str, torch.Tensor], tensors: dict[str, t
 
 
 def load(path, device="cpu") -> MetaGAN:
-    """Load a full checkpoint. Raises a `CheckpointError` subclass naming the file for every defect."""
+    """Load a full checkpoint (pickles are refused, never unpickled).
+
+    Args:
+        path: a `.safetensors` file written by `save`.
+        device: where the weights go.
+    Returns:
+        The `MetaGAN`, with its configs, adaptation defaults and provenance.
+    Raises:
+        A `CheckpointError` subclass naming the file and saying what to do, for every defect.
+    """
     header, metadata = read_header(path)
     metadata = migrate_metadata(path, metadata)
     if metadata["model_kind"] == DELTA_KIND:
@@ -281,7 +300,11 @@ def load(path, device="cpu") -> MetaGAN:
 
 
 def read_metadata(path) -> dict:
-    """Checked, migrated metadata of a full or delta checkpoint (tensor data not read)."""
+    """Checked, migrated metadata of a full or delta checkpoint (tensor data not read).
+
+    Returns:
+        The metadata as text values (configs and provenance as JSON strings).
+    """
     _, metadata = read_header(path)
     return migrate_metadata(path, metadata)
 
@@ -293,6 +316,9 @@ def save_delta(model: MetaGAN, path) -> Path:
 
     The file names its base by content hash and refuses any other base. D is not stored: a delta is
     for sampling; adapt again from the full base to continue training.
+
+    Returns:
+        The path written (atomically).
     """
     if model.base_hash is None:
         raise ConfigError("this model was not adapted with the 'modulation' strategy, so it has no base to be a "
@@ -305,6 +331,14 @@ def save_delta(model: MetaGAN, path) -> Path:
 
 
 def load_delta(base: MetaGAN, path) -> MetaGAN:
+    """Apply a modulation delta (`save_delta`) to the base it was made from.
+
+    Args:
+        base: the full model the delta was adapted from (checked by content hash).
+        path: the delta file.
+    Returns:
+        A new `MetaGAN`: the base with the delta's modulation parameters.
+    """
     tensors, metadata = _load_tensors(path)
     metadata = migrate_metadata(path, metadata)
     if metadata["model_kind"] != DELTA_KIND:

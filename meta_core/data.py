@@ -54,7 +54,8 @@ def read_image(path, min_side: int | None = None) -> torch.Tensor:
                 im = im.convert("RGBA" if ("transparency" in im.info or im.mode in ("P", "PA", "LA")) else "RGB")
             arr = np.asarray(_reduced(im, min_side), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read this image ({exc.__class__.__name__}: {exc}); remove or re-save it") from None
+        raise DataError(f"{path}: cannot read this image ({exc.__class__.__name__}: {exc}); "
+                        "remove or re-save it") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0

@@ -1,16 +1,16 @@
 """`FastPath`: which speed features the engine's loops and sampler use. Each is a configuration of the
 one reference implementation, not a copy of it; `tests/test_fast.py` compares each with the reference.
 
-| option          | CPU (auto) | CUDA (auto) | what it does |
-|-----------------|------------|-------------|--------------|
-| `channels_last` | on         | on          | NHWC conv weights, references and activations |
-| `foreach`       | on         | on          | multi-tensor Adam (`torch._foreach_*`), op for op the per-tensor arithmetic |
-| `bf16_sample`   | off        | on          | sampling: bf16 autocast for G's synthesis; mapping and the toRGB skip sum stay fp32 |
-| `bf16_train`    | off        | off         | adaptation and meta-training: bf16 autocast for G and D (losses, R1 sum, Adam in fp32) |
-| `cuda_graph`    | CUDA only  | on          | single-task adaptation steps (one graph with R1, one without) and sampling chunks replay captured CUDA graphs |
-| `vmap_tasks`    | off        | on          | meta-training: the tasks of a rank's meta-batch adapt together, G and D called through `torch.func.vmap` |
-| `check_every`   | 1          | collapse-check interval | adaptation: steps between host syncs for the finiteness check |
-| `sample_batch`  | 32         | whole chunk | sampling: images per G call (a CPU runs G fastest a few dozen at a time) |
+| option          | CPU  | CUDA  | what it does |
+|-----------------|------|-------|--------------|
+| `channels_last` | on   | on    | NHWC conv weights, references and activations |
+| `foreach`       | on   | on    | multi-tensor Adam (`torch._foreach_*`), op for op the per-tensor arithmetic |
+| `bf16_sample`   | off  | on    | sampling: bf16 autocast for G's synthesis; mapping and the toRGB skip sum stay fp32 |
+| `bf16_train`    | off  | off   | adaptation, meta-training: bf16 autocast for G and D (losses, R1 sum, Adam in fp32) |
+| `cuda_graph`    | -    | on    | one-task adaptation steps (with, without R1) and sampling chunks replay CUDA graphs |
+| `vmap_tasks`    | off  | on    | meta-training: a rank's tasks adapt together, G and D through `torch.func.vmap` |
+| `check_every`   | 1    | (*)   | adaptation: steps per host sync that checks for NaN/inf (*: the collapse interval) |
+| `sample_batch`  | 32   | all   | sampling: images per G call (a CPU runs G fastest a few dozen at a time) |
 
 `fast=None` anywhere means `FastPath.reference()`: every feature off, a finiteness check after every step.
 
@@ -65,8 +65,10 @@ class FastPath:
     foreach: bool = True               # multi-tensor Adam
     cuda_graph: bool | None = None     # captured CUDA graphs for adaptation steps and sampling chunks (CUDA only)
     vmap_tasks: bool | None = None     # meta-training: vmap the inner loops of a meta-batch's tasks together
-    check_every: int | None = None     # adaptation: steps per finiteness check (None: 1 on CPU, collapse interval on CUDA)
-    sample_batch: int | None = None    # sampling: images per G call (None: CPU_SAMPLE_BATCH on a CPU, whole chunks on CUDA)
+    check_every: int | None = None     # adaptation: steps per finiteness check (None: 1 on CPU, collapse interval
+    #                                    on CUDA)
+    sample_batch: int | None = None    # sampling: images per G call (None: CPU_SAMPLE_BATCH on a CPU, whole chunks
+    #                                    on CUDA)
 
     def __post_init__(self):
         for name in ("check_every", "sample_batch"):
@@ -75,12 +77,12 @@ class FastPath:
                 raise ConfigError(f"{name} {value!r} must be a positive integer or None")
 
     @classmethod
-    def reference(cls) -> "FastPath":
+    def reference(cls) -> FastPath:
         """Every feature off: the plain path that the fast ones are compared with."""
         return cls(bf16_sample=False, bf16_train=False, channels_last=False, foreach=False, cuda_graph=False,
                    vmap_tasks=False, check_every=1, sample_batch=0x7FFFFFFF)
 
-    def resolve(self, device) -> "FastPath":
+    def resolve(self, device) -> FastPath:
         """The concrete settings for `device` (every flag True or False; `check_every` None means the
         collapse-check interval)."""
         device = torch.device(device)

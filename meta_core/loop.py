@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import torch
 from torch.func import functional_call, vmap
@@ -415,7 +416,7 @@ class InnerLoop:
             if adaptive:  # one-step windows
                 noise = pending if pending is not None else draw_all()
                 pending = None
-                tree_map(lambda buf, t: buf[step].copy_(t), st.noise, noise)
+                tree_map(lambda buf, t, i=step: buf[i].copy_(t), st.noise, noise)
             st.save("window")
             for k in range(step, end + 1):
                 self._launch(st, k)

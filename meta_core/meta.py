@@ -11,7 +11,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed

@@ -21,7 +21,8 @@ from ..meta_core.model import MetaGAN
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FOLDER = "meta_gan"
 BUNDLED_CHECKPOINTS = os.path.join(PACK_DIR, "checkpoints")
-EXAMPLE_REFERENCES = os.path.join(PACK_DIR, "assets", "references")  # not "examples/": ComfyUI reads that name as a workflow-template folder
+# not "examples/": ComfyUI reads that name as a workflow-template folder
+EXAMPLE_REFERENCES = os.path.join(PACK_DIR, "assets", "references")
 EXAMPLE_PREFIX = "examples/"
 MAX_OUTPUT_BYTES = 4 << 30  # one IMAGE batch; beyond this, ask for fewer images per run
 META_GAN = "META_GAN"  # the custom type carried between MetaGAN nodes: a `meta_core.MetaGAN`, never mutated

@@ -8,7 +8,8 @@ import folder_paths
 from ..meta_core import checkpoint
 from ..meta_core.data import list_images, load_image_folder
 from ..meta_core.errors import DataError
-from .common import EXAMPLE_PREFIX, EXAMPLE_REFERENCES, MAX_OUTPUT_BYTES, META_GAN, MODEL_CACHE, MODEL_FOLDER, torch_device
+from .common import (EXAMPLE_PREFIX, EXAMPLE_REFERENCES, MAX_OUTPUT_BYTES, META_GAN, MODEL_CACHE, MODEL_FOLDER,
+                     torch_device)
 
 
 def find_base_for_delta(delta_path: str) -> str:
@@ -133,4 +134,5 @@ class MetaGANLoadReferences:
 
 
 NODE_CLASS_MAPPINGS = {"MetaGANLoader": MetaGANLoader, "MetaGANLoadReferences": MetaGANLoadReferences}
-NODE_DISPLAY_NAME_MAPPINGS = {"MetaGANLoader": "Load MetaGAN", "MetaGANLoadReferences": "Load Reference Images (MetaGAN)"}
+NODE_DISPLAY_NAME_MAPPINGS = {"MetaGANLoader": "Load MetaGAN",
+                              "MetaGANLoadReferences": "Load Reference Images (MetaGAN)"}

@@ -61,7 +61,8 @@ class MetaGANInterpolate:
             "meta_gan": (META_GAN, {"tooltip": "The model to animate."}),
             "seed_a": dict_copy(SEED, "Seed of the first frame's image."),
             "seed_b": dict_copy(SEED, "Seed of the last frame's image.", default=1),
-            "frames": ("INT", {"default": 24, "min": 2, "max": 4096, "tooltip": "Number of frames, both ends included."}),
+            "frames": ("INT", {"default": 24, "min": 2, "max": 4096,
+                               "tooltip": "Number of frames, both ends included."}),
             "truncation": TRUNCATION,
             "space": (["w", "z"], {"tooltip": "w: linear in style space (smoothest); z: spherical in latent space."}),
         }}

@@ -18,7 +18,8 @@ def test_losses_match_their_definitions():
 
 def test_losses_of_stacked_tasks_are_each_tasks_loss():
     real, fake = torch.randn(3, 5), torch.randn(3, 5)
-    torch.testing.assert_close(losses.d_loss(real, fake), torch.stack([losses.d_loss(r, f) for r, f in zip(real, fake)]))
+    per_task = torch.stack([losses.d_loss(r, f) for r, f in zip(real, fake)])
+    torch.testing.assert_close(losses.d_loss(real, fake), per_task)
     torch.testing.assert_close(losses.g_loss(fake), torch.stack([losses.g_loss(f) for f in fake]))
     x = torch.randn(2, 4, 3, 2, 2, requires_grad=True)
     r1 = losses.r1_penalty((x ** 2).sum(dim=(2, 3, 4)), x)
@@ -77,8 +78,8 @@ def test_translation_gradient_is_reproducible_bit_for_bit(device):
 
 def test_cutout_zeroes_a_square_of_half_the_side():
     x = torch.ones(1, 3, 8, 8)
-    p = augment.AugmentParams(torch.tensor([[False, False, True]]), torch.zeros(1, 3), torch.zeros(1, 2, dtype=torch.long),
-                              torch.tensor([[1, 2]]))
+    p = augment.AugmentParams(torch.tensor([[False, False, True]]), torch.zeros(1, 3),
+                              torch.zeros(1, 2, dtype=torch.long), torch.tensor([[1, 2]]))
     y = augment.apply(x, p)
     assert float((y[0, 0] == 0).sum()) == 16
     assert float(y[0, 0, 2:6, 1:5].sum()) == 0.0

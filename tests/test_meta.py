@@ -14,7 +14,8 @@ from tests.helpers import tiny_adapt, tiny_model
 def toy_tasks(n_tasks=3, per_task=6, res=16, seed=0) -> TaskSet:
     g = torch.Generator().manual_seed(seed)
     return TaskSet([f"t{i}" for i in range(n_tasks)],
-                   [torch.randint(0, 256, (per_task, 3, res, res), dtype=torch.uint8, generator=g) for _ in range(n_tasks)])
+                   [torch.randint(0, 256, (per_task, 3, res, res), dtype=torch.uint8, generator=g)
+                    for _ in range(n_tasks)])
 
 
 def meta_cfg(algorithm="reptile", **changes):

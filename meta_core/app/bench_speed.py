@@ -31,7 +31,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -284,7 +284,7 @@ def bench_resolution(resolution: int, device: torch.device, memory: PeakMemory, 
     for path, fn in paths.items():
         for b in args.batches:
             log(f"  {resolution} px sampling, batch {b}, {path}")
-            t = measure(lambda: fn(b), **timing)
+            t = measure(lambda fn=fn, b=b: fn(b), **timing)
             batch_rows[b].values[path] = b / t.seconds
             if b == 16:
                 latency.values[path] = t.seconds * 1e3
@@ -330,7 +330,8 @@ def bench_resolution(resolution: int, device: torch.device, memory: PeakMemory, 
     inner_rate = Row(f"meta-training: inner G+D steps/s ({meta_cfg.meta_batch} tasks x {meta_cfg.inner.steps})",
                      "steps/s", "rate")
     meta_mem = Row("meta-training peak memory", "MiB", "memory")
-    meta_paths = {"reference": MetaTrainer(model, tasks, meta_cfg), "fast": MetaTrainer(model, tasks, meta_cfg, fast=fast)}
+    meta_paths = {"reference": MetaTrainer(model, tasks, meta_cfg),
+                  "fast": MetaTrainer(model, tasks, meta_cfg, fast=fast)}
     for path, trainer in meta_paths.items():
         log(f"  {resolution} px meta-training, {path}")
         t = measure(trainer.meta_step, **timing)
@@ -383,7 +384,8 @@ def table(resolution: int, rows: list[Row]) -> str:
     body = [[f"{r.label} ({r.unit})", fmt(r.values.get("reference"), r.unit), fmt(r.values.get("fast"), r.unit),
              fmt(r.values.get("dcgan"), r.unit), ratio(r, "reference"), ratio(r, "fast")] for r in rows]
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) + " |"
+    lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))) + " |"
              for line in [header] + body]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
@@ -428,7 +430,7 @@ def describe_device(device: torch.device) -> str:
         pass
     load = ""
     if hasattr(os, "getloadavg"):
-        load = ", load average %.2f %.2f %.2f" % os.getloadavg()
+        load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s){load}"
 
 

@@ -168,7 +168,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_bench_speed(args) -> int:
-    bench_speed.run(args, log=lambda line: print(line, file=sys.stderr, flush=True), out=lambda line: print(line, flush=True))
+    bench_speed.run(args, log=lambda line: print(line, file=sys.stderr, flush=True),
+                    out=lambda line: print(line, flush=True))
     return 0
 
 
@@ -307,10 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--resolutions", type=int_list, default=[64, 128], help="comma-separated (default 64,128)")
     bs.add_argument("--batches", type=int_list, default=[1, 16, 1024], help="sampling batch sizes (default 1,16,1024)")
     bs.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
-    bs.add_argument("--checkpoint", type=Path, default=REPO / "checkpoints" / "metagan_64.safetensors", help="the bundled configuration (default checkpoints/metagan_64.safetensors)")
-    bs.add_argument("--min-time", type=positive_float, default=1.0, help="seconds of timed calls per figure (default 1)")
+    bs.add_argument("--checkpoint", type=Path, default=REPO / "checkpoints" / "metagan_64.safetensors",
+                    help="the bundled configuration (default checkpoints/metagan_64.safetensors)")
+    bs.add_argument("--min-time", type=positive_float, default=1.0,
+                    help="seconds of timed calls per figure (default 1)")
     bs.add_argument("--max-reps", type=positive_int, default=50, help="at most this many timed calls per figure")
-    bs.add_argument("--variants", action="store_true", help="also time the fast-path settings the auto choice leaves off")
+    bs.add_argument("--variants", action="store_true",
+                    help="also time the fast-path settings the auto choice leaves off")
     bs.add_argument("--json", help="also write every figure to this JSON file")
     bs.set_defaults(func=cmd_bench_speed)
 

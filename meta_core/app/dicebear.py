@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import DataError
 
@@ -116,7 +116,8 @@ def _check_styles(styles: Iterable[str] | None) -> list[str] | None:
     names = list(styles)
     bad = [s for s in names if not isinstance(s, str) or not s]
     if bad or not names:
-        raise DataBuildError(f"styles must be a non-empty list of style names (e.g. ['adventurer', 'micah']), got {names!r}.")
+        raise DataBuildError("styles must be a non-empty list of style names (e.g. ['adventurer', 'micah']), "
+                             f"got {names!r}.")
     return names
 
 
@@ -146,7 +147,8 @@ def _node_modules_ok() -> bool:
     try:
         wanted = json.loads((TOOL_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]
     except (OSError, ValueError, KeyError) as e:
-        raise DataBuildError(f"{TOOL_DIR / 'package.json'} is missing or unreadable ({e}); restore it from the repository.") from e
+        raise DataBuildError(f"{TOOL_DIR / 'package.json'} is missing or unreadable ({e}); "
+                             "restore it from the repository.") from e
     for pkg, version in wanted.items():
         manifest = TOOL_DIR / "node_modules" / Path(*pkg.split("/")) / "package.json"
         try:
@@ -393,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.list_styles:
             for style, meta in list_styles(node=ns.node).items():
                 split = "heldout" if style in HELD_OUT_STYLES else "opt-in" if style in TEXT_STYLES else "train"
-                print(f"{style:20s} {split:8s} {meta.get('license', {}).get('name', '?'):38s} {meta.get('creator', '?')}")
+                license_name = meta.get("license", {}).get("name", "?")
+                print(f"{style:20s} {split:8s} {license_name:38s} {meta.get('creator', '?')}")
             return 0
         if not ns.out:
             parser.error("--out is required")

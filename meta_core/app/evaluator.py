@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +65,7 @@ class Evaluator:
                for i in range(0, images01.shape[0], batch)]
         return torch.cat(out)
 
-    def to(self, device) -> "Evaluator":
+    def to(self, device) -> Evaluator:
         self.net.to(device)
         return self
 
