@@ -13,6 +13,7 @@ STRATEGIES = ("full", "freeze_d", "modulation")
 LOSSES = ("ns_logistic", "minimax")
 AUGMENT_OPS = ("color", "translation", "cutout")
 ALGORITHMS = ("reptile", "fomaml")
+ARCHS = ("stylegan2", "dcgan")  # network families (see networks.py); old checkpoints are stylegan2
 
 
 def _check(cond: bool, message: str) -> None:
@@ -34,9 +35,13 @@ class GeneratorConfig:
     mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network (StyleGAN)
     channel_base: int = 2048      # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
+    arch: str = "stylegan2"       # "stylegan2" (mapping + modulated convs) or "dcgan" (transposed convs, pixel norm)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
+        _check(self.arch in ARCHS, f"unknown generator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
+        _check(self.arch != "dcgan" or self.w_dim == self.z_dim,
+               f"a dcgan generator's w is its normalised z: give w_dim = z_dim ({self.z_dim}), not {self.w_dim}")
         _check(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         _check(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")
@@ -51,9 +56,11 @@ class DiscriminatorConfig:
     channel_base: int = 2048   # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
     mbstd: bool = True         # minibatch standard-deviation feature at 4x4
+    arch: str = "stylegan2"    # "stylegan2" (residual blocks) or "dcgan" (strided 4x4 convs)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
+        _check(self.arch in ARCHS, f"unknown discriminator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")
 
     def channels(self, res: int) -> int:
@@ -61,7 +68,7 @@ class DiscriminatorConfig:
 
     @property
     def num_blocks(self) -> int:
-        return self.resolution.bit_length() - 3  # one residual block per halving down to 4x4
+        return self.resolution.bit_length() - 3  # one block per halving down to 4x4
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,13 @@ class ModelConfig:
 
     @classmethod
     def for_resolution(cls, resolution: int, channel_base: int = 2048, channel_max: int = 128,
-                       z_dim: int = 128, w_dim: int = 128, mapping_layers: int = 4) -> "ModelConfig":
-        return cls(GeneratorConfig(resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
-                                   channel_base=channel_base, channel_max=channel_max),
-                   DiscriminatorConfig(resolution=resolution, channel_base=channel_base, channel_max=channel_max))
+                       z_dim: int = 128, w_dim: int = 128, mapping_layers: int = 4,
+                       arch: str = "stylegan2") -> ModelConfig:
+        return cls(GeneratorConfig(resolution=resolution, z_dim=z_dim, w_dim=z_dim if arch == "dcgan" else w_dim,
+                                   mapping_layers=mapping_layers, channel_base=channel_base,
+                                   channel_max=channel_max, arch=arch),
+                   DiscriminatorConfig(resolution=resolution, channel_base=channel_base, channel_max=channel_max,
+                                       arch=arch))
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,8 @@ class AdaptConfig:
             value = getattr(self, name)
             _check(isinstance(value, (int, float)) and value == value and 0.0 <= value < float("inf"),
                    f"{name} {value} must be a finite, non-negative number")
-        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), f"betas {self.betas} must be in [0, 1)")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+               f"betas {self.betas} must be in [0, 1)")
         _check(self.batch_size >= 1, f"batch_size {self.batch_size} must be at least 1")
         _check(self.strategy in STRATEGIES,
                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")

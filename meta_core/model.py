@@ -5,9 +5,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from .config import AdaptConfig, MetaConfig, ModelConfig
-from .networks import Discriminator, Generator
+from .networks import build_discriminator, build_generator
 
 Params = dict[str, torch.Tensor]
 
@@ -15,8 +16,8 @@ Params = dict[str, torch.Tensor]
 @dataclass
 class MetaGAN:
     config: ModelConfig
-    G: Generator
-    D: Discriminator
+    G: nn.Module  # networks.Generator or networks.DCGANGenerator, as config.generator.arch says
+    D: nn.Module  # networks.Discriminator or networks.DCGANDiscriminator
     adapt_defaults: AdaptConfig = field(default_factory=AdaptConfig)  # the inner loop meta-training used
     meta_config: MetaConfig | None = None                            # how it was meta-trained, if it was
     meta_step: int = 0                                                # outer steps done (for resuming)
@@ -24,23 +25,23 @@ class MetaGAN:
     base_hash: str | None = None                                      # set on models adapted with `modulation`
 
     @classmethod
-    def create(cls, config: ModelConfig, seed: int = 0, **kwargs) -> "MetaGAN":
+    def create(cls, config: ModelConfig, seed: int = 0, **kwargs) -> MetaGAN:
         """Fresh random weights, drawn from `seed` (the global RNG is left untouched)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # module constructors draw from the default RNG; fork_rng confines it
-            G = Generator(config.generator)
-            D = Discriminator(config.discriminator)
+            G = build_generator(config.generator)
+            D = build_discriminator(config.discriminator)
         return cls(config, G.requires_grad_(False).eval(), D.requires_grad_(False).eval(), **kwargs)
 
     @property
     def device(self) -> torch.device:
-        return self.G.const.device
+        return next(self.G.parameters()).device
 
     @property
     def resolution(self) -> int:
         return self.config.resolution
 
-    def to(self, device) -> "MetaGAN":
+    def to(self, device) -> MetaGAN:
         self.G.to(device)
         self.D.to(device)
         return self
@@ -57,14 +58,14 @@ class MetaGAN:
         out.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
         return out
 
-    def with_params(self, g: Params, d: Params, **changes) -> "MetaGAN":
+    def with_params(self, g: Params, d: Params, **changes) -> MetaGAN:
         """A new model with (copies of) these weights; this one is left untouched.
 
         Modules are built on the meta device and the tensors assigned, so nothing is initialised twice
         and it works for inference tensors too (ComfyUI runs nodes under `torch.inference_mode`).
         """
         with torch.device("meta"):
-            G, D = Generator(self.config.generator), Discriminator(self.config.discriminator)
+            G, D = build_generator(self.config.generator), build_discriminator(self.config.discriminator)
         G.load_state_dict({k: v.detach().clone() for k, v in g.items()}, assign=True)
         D.load_state_dict({k: v.detach().clone() for k, v in d.items()}, assign=True)
         G.requires_grad_(False).eval()

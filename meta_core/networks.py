@@ -213,3 +213,116 @@ class Discriminator(nn.Module):
             return []
         prefixes = ("fromrgb.",) + tuple(f"blocks.{i}." for i in range(blocks))
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)]
+
+
+# --- dcgan: transposed convolutions and strided convolutions, cheap on a CPU ------------------------------
+
+def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's feature vector to unit RMS (ProGAN): per image, so a sample never depends on its batch."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class ZNorm(nn.Module):
+    """The dcgan generator's `mapping`: w is z normalised to unit RMS (no parameters; truncation works on it)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, z_dim]
+        return z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class UpBlock(nn.Module):
+    """ConvTranspose 4x4 stride 2 (doubles the side), pixel norm, a per-channel gain and bias, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
+        self.gain = nn.Parameter(torch.ones(out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _pixel_norm(self.conv(x))
+        return F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None])
+
+
+class DCGANGenerator(nn.Module):
+    """z [N, z_dim] -> image [N, 3, R, R] in [-1, 1]: the DCGAN generator with pixel norm in place of batch norm
+    (so that image i of a seed never depends on the other images of its batch, and no running statistics are
+    kept, as `functional_call` and `vmap` need). Channels at resolution r: `cfg.channels(r)`."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = ZNorm()
+        c4 = cfg.channels(4)
+        self.input = nn.Linear(cfg.z_dim, c4 * 16, bias=False)
+        self.gain = nn.Parameter(torch.ones(c4))
+        self.bias = nn.Parameter(torch.zeros(c4))
+        blocks, res = [], 8
+        while res < cfg.resolution:
+            blocks.append(UpBlock(cfg.channels(res // 2), cfg.channels(res)))
+            res *= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.torgb = nn.ConvTranspose2d(cfg.channels(cfg.resolution // 2), 3, 4, 2, 1)
+        for m in self.modules():  # DCGAN's initialisation
+            if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, 3, R, R]
+        x = _pixel_norm(self.input(w).view(w.shape[0], -1, 4, 4))
+        x = F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None])
+        for block in self.blocks:
+            x = block(x)
+        return torch.tanh(self.torgb(x).float())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.synthesis(self.mapping(z))
+
+    def modulation_parameter_names(self) -> list[str]:
+        """The small set a `modulation` adaptation trains: per-channel gains and biases."""
+        return [name for name, _ in self.named_parameters() if name.endswith((".gain", ".bias")) or
+                name in ("gain", "bias")]
+
+
+class DCGANDiscriminator(nn.Module):
+    """image [N, 3, R, R] -> logit [N]: strided 4x4 convs with LeakyReLU 0.2 down to 4x4, the minibatch-std
+    feature, a 4x4 conv to one logit. Blocks are ordered from the input side, so FreezeD freezes a prefix."""
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        chans, res = [3], cfg.resolution
+        while res > 4:
+            res //= 2
+            chans.append(cfg.channels(res))
+        self.blocks = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1) for i in range(len(chans) - 1))
+        self.out = nn.Conv2d(chans[-1] + int(cfg.mbstd), 1, 4)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
+        x = img
+        for block in self.blocks:
+            x = F.leaky_relu(block(x), 0.2)
+        if self.cfg.mbstd:
+            std = (x - x.mean(dim=0, keepdim=True)).square().mean(dim=0).add(1e-8).sqrt().mean()
+            x = torch.cat([x, std.expand(x.shape[0], 1, 4, 4).to(x.dtype)], dim=1)
+        return self.out(x).flatten().float()
+
+    def frozen_parameter_names(self, blocks: int) -> list[str]:
+        """FreezeD: the first `blocks` strided convs (capped so the last one and the head always train)."""
+        blocks = min(blocks, len(self.blocks) - 1)
+        prefixes = tuple(f"blocks.{i}." for i in range(max(blocks, 0)))
+        return [name for name, _ in self.named_parameters() if prefixes and name.startswith(prefixes)]
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    """The generator `cfg.arch` names."""
+    return DCGANGenerator(cfg) if cfg.arch == "dcgan" else Generator(cfg)
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+    """The discriminator `cfg.arch` names."""
+    return DCGANDiscriminator(cfg) if cfg.arch == "dcgan" else Discriminator(cfg)

@@ -18,7 +18,7 @@ from .checkpoint import atomic_save, read_header
 from .config import AdaptConfig, AugmentConfig, LossConfig
 from .data import TaskSet, to_float
 from .errors import CheckpointError, ConfigError, TrainingDivergedError, UnknownFormatError
-from .fastpath import autocast_bf16
+from .fastpath import FastPath, autocast_bf16, memory_format, resolve
 from .loop import COLLAPSE_STD, GANStep, draw_step_noise, sample_diversity
 from .model import MetaGAN
 from .optim import adam_, bias_corrections
@@ -35,7 +35,6 @@ class PretrainConfig:
     batch_size: int = 32                      # real and fake images per step
     ema_kimg: float = 10.0                    # half-life of the EMA of G, in thousands of images shown
     ema_rampup: float = 0.05                  # EMA half-life at most this fraction of the images shown so far
-    bf16: bool = False                        # bf16 autocast for G and D (fp32 weights, losses and Adam)
     seed: int = 0                             # every draw of the run derives from it
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -66,6 +65,8 @@ class Pretrainer:
         model: the starting weights (never mutated).
         tasks: the training images; their task structure is ignored (pooled).
         cfg: the recipe.
+        fast: speed features (`FastPath`: channels_last, foreach Adam, bf16 autocast via `bf16_train`);
+            None is the reference configuration.
 
     Example:
         >>> trainer = Pretrainer(MetaGAN.create(ModelConfig.for_resolution(64)), tasks, PretrainConfig())
@@ -73,14 +74,20 @@ class Pretrainer:
         >>> prior = trainer.current_model()   # G is the EMA generator
     """
 
-    def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: PretrainConfig):
+    def __init__(self, model: MetaGAN, tasks: TaskSet, cfg: PretrainConfig, fast: FastPath | None = None):
         self.model, self.cfg = model, cfg
         dev = model.device
+        self.fast = resolve(fast, dev)
+        cl = self.fast.channels_last
         self.real = torch.cat(tasks.images).to(dev)  # uint8 [N, 3, R, R]: 4x smaller than float
         self.gan = GANStep(model, _as_adapt(cfg))
-        self.g = {n: t.detach().clone() for n, t in model.g_params().items()}
-        self.d = {n: t.detach().clone() for n, t in model.d_params().items()}
-        self.ema = {n: t.detach().clone() for n, t in model.g_params().items()}
+
+        def own(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().clone(memory_format=memory_format(t, cl))
+
+        self.g = {n: own(t) for n, t in model.g_params().items()}
+        self.d = {n: own(t) for n, t in model.d_params().items()}
+        self.ema = {n: own(t) for n, t in model.g_params().items()}
         self.m_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
@@ -96,17 +103,20 @@ class Pretrainer:
         noise = draw_step_noise(self.generator, self.real.shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution,
                                 cfg.augment.probability)
         real = to_float(self.real[noise.real_index.to(dev)])
+        if self.fast.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         t = self.steps_done + 1
-        with autocast_bf16(cfg.bf16, dev.type):
+        bf16, foreach = self.fast.bf16_train, self.fast.foreach
+        with autocast_bf16(bf16, dev.type):
             grads_d, metrics = gan.d_grads(self.g, self.d, real, noise, gan.r1_at(self.steps_done), list(self.d))
         names = list(self.d)
         adam_([self.d[n] for n in names], [grads_d[n] for n in names], [self.m_d[n] for n in names],
-              [self.v_d[n] for n in names], *bias_corrections(cfg.lr_d, cfg.betas, t), cfg.betas)
-        with autocast_bf16(cfg.bf16, dev.type):
+              [self.v_d[n] for n in names], *bias_corrections(cfg.lr_d, cfg.betas, t), cfg.betas, foreach=foreach)
+        with autocast_bf16(bf16, dev.type):
             grads_g, g_loss = gan.g_grads(self.g, self.d, noise, list(self.g), dev)
         names = list(self.g)
         adam_([self.g[n] for n in names], [grads_g[n] for n in names], [self.m_g[n] for n in names],
-              [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas)
+              [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas, foreach=foreach)
         self.steps_done = t
         self.images_shown += cfg.batch_size
         self._update_ema()
@@ -136,7 +146,9 @@ class Pretrainer:
         """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show)."""
         provenance = dict(self.model.provenance, pretrained={
             "steps": self.steps_done, "images_shown": self.images_shown, "config": asdict(self.cfg)})
-        return self.model.with_params(self.ema, self.d, **{"provenance": provenance, **changes})
+        g = {n: t.contiguous() for n, t in self.ema.items()}
+        d = {n: t.contiguous() for n, t in self.d.items()}
+        return self.model.with_params(g, d, **{"provenance": provenance, **changes})
 
     # --- exact resume ------------------------------------------------------------------------------
 
@@ -171,7 +183,7 @@ class Pretrainer:
         for prefix, tree in (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g),
                              ("v_g", self.v_g), ("m_d", self.m_d), ("v_d", self.v_d)):
             for n in tree:
-                tree[n].copy_(tensors[f"{prefix}.{n}"])
+                tree[n].copy_(tensors[f"{prefix}.{n}"])  # into this run's layout
         self.generator.set_state(tensors["rng"].cpu())
         state = json.loads(metadata["state"])
         self.steps_done, self.images_shown = int(state["steps"]), int(state["images"])

@@ -5,14 +5,14 @@ device, the chunk size or the count.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .errors import ConfigError
 from .fastpath import FastPath, autocast_bf16, memory_format, resolve
 from .model import MetaGAN
-from .networks import Generator
+from .networks import build_generator
 from .seeding import latents
 
 MAX_RESULT_BYTES = 8 << 30  # one returned batch; larger requests are refused, not attempted
@@ -70,7 +70,7 @@ class Sampler:
         self.fast = resolve(fast, model.device)
         if self.fast.channels_last:
             with torch.device("meta"):
-                G = Generator(model.config.generator)
+                G = build_generator(model.config.generator)
             G.load_state_dict({k: v.detach().clone(memory_format=memory_format(v, True))
                                for k, v in model.G.state_dict().items()}, assign=True)
             self.G = G.requires_grad_(False).eval()
@@ -131,7 +131,8 @@ class Sampler:
 
     @torch.no_grad()
     def synthesize(self, z: torch.Tensor, truncation: float = 1.0, chunk_size: int | None = None,
-                   on_chunk: Callable[[int, int], None] | None = None, w_avg: torch.Tensor | None = None) -> torch.Tensor:
+                   on_chunk: Callable[[int, int], None] | None = None,
+                   w_avg: torch.Tensor | None = None) -> torch.Tensor:
         """Images for latents z [N, z_dim], in chunks.
 
         Args:

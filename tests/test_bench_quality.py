@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from meta_core import AdaptConfig, checkpoint
-from meta_core.app.bench_quality import main, run, summarise
+from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
+from meta_core.app.bench_quality import gates, main, run, summarise
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
@@ -19,16 +19,21 @@ def test_benchmark_runs_every_method_and_writes_its_outputs(tmp_path):
         m = tiny_model(16, seed=seed)
         m.adapt_defaults = cfg
         checkpoint.save(m, tmp_path / f"{name}.safetensors")
+    dcgan = MetaGAN.create(ModelConfig.for_resolution(16, channel_base=128, channel_max=32, z_dim=16, arch="dcgan"))
+    checkpoint.save(dcgan, tmp_path / "dcgan.safetensors")
     out = tmp_path / "out"
     code = main(["--meta", str(tmp_path / "meta.safetensors"), "--transfer", str(tmp_path / "transfer.safetensors"),
-                 "--unlabeled", str(tmp_path / "unlabeled.safetensors"), "--evaluator", str(ev), "--heldout",
+                 "--unlabeled", str(tmp_path / "unlabeled.safetensors"), "--dcgan", str(tmp_path / "dcgan.safetensors"),
+                 "--evaluator", str(ev), "--heldout",
                  str(heldout), "--shots", "1,2", "--budgets", "0", "--samples", "12", "--out", str(out)])
     assert code == 0
     result = json.loads((out / "results.json").read_text())
-    assert len(result["rows"]) == 1 * 2 * 1 * 4  # styles x shots x budgets x methods
-    assert {r["method"] for r in result["rows"]} == {"meta", "transfer", "scratch", "unlabeled"}
+    assert len(result["rows"]) == 1 * 2 * 1 * 5  # styles x shots x budgets x methods
+    assert {r["method"] for r in result["rows"]} == {"meta", "transfer", "scratch", "unlabeled", "dcgan"}
     assert all(r["fd"] >= -1e-6 and 0 <= r["precision"] <= 1 for r in result["rows"])
-    assert "meta beats transfer and scratch" in (out / "results.md").read_text()
+    text = (out / "results.md").read_text()
+    assert "meta beats transfer and scratch and dcgan" in text
+    assert "### Absolute gates (meta, K=2" not in text and "no meta rows at K=10" in text
     assert (out / "figure.png").stat().st_size > 0
 
 
@@ -50,9 +55,29 @@ def test_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
 
 
 def test_summary_names_only_the_baselines_that_ran():
-    row = lambda method, fd: {"style": "s", "k": 1, "budget": 5, "method": method, "fd": fd, "kid": 0.0}
+    def row(method, fd):
+        return {"style": "s", "k": 1, "budget": 5, "method": method, "fd": fd, "kid": 0.0}
+
     base = {"floors": [{"style": "s", "real_halves_fd": 1.0}], "shots": [1], "budgets": [5]}
     alone = summarise(dict(base, rows=[row("meta", 2.0)], methods=["meta"]))
     assert "beats" not in alone
     vs_transfer = summarise(dict(base, rows=[row("meta", 2.0), row("transfer", 3.0)], methods=["meta", "transfer"]))
     assert "meta beats transfer on FD for 1/1 styles" in vs_transfer
+
+
+def gate_result(fd_ratio: float, precision: float, recall: float, median_ratio: float, styles: int = 8) -> dict:
+    rows = [{"style": f"s{i}", "k": 10, "budget": 25, "method": "meta", "fd": fd_ratio * (10 + i),
+             "precision": precision, "recall": recall, "median_ratio": median_ratio} for i in range(styles)]
+    floors = [{"style": f"s{i}", "real_halves_fd": 1.0, "references_fd_k10": 10.0 + i} for i in range(styles)]
+    return {"rows": rows, "floors": floors, "budgets": [25], "shots": [10], "methods": ["meta"]}
+
+
+def test_gates_pass_only_when_every_target_is_met():
+    good = gates(gate_result(0.9, 0.35, 0.25, 1.2))
+    assert sum(line.startswith("- PASS") for line in good) == 5
+    bad = gates(gate_result(2.5, 0.1, 0.05, 0.8))
+    assert sum(line.startswith("- FAIL") for line in bad) == 5
+    assert "worst s0: 2.50x" in "\n".join(bad) and "(0.100)" in "\n".join(bad)
+    between = gates(gate_result(1.5, 0.35, 0.25, 1.2))  # within 2x everywhere but below on none
+    assert [line[:6] for line in between if line.startswith("- ")] == ["- PASS", "- FAIL", "- PASS", "- PASS",
+                                                                       "- PASS"]

@@ -230,3 +230,18 @@ def test_channels_last_weights_save_and_hash_like_contiguous_ones(tmp_path):
     assert nhwc.content_hash() == model.content_hash()
     checkpoint.save(nhwc, tmp_path / "a.safetensors")
     assert checkpoint.load(tmp_path / "a.safetensors").content_hash() == model.content_hash()
+
+
+@pytest.mark.parametrize("strategy", ["freeze_d", "modulation"])
+def test_a_dcgan_model_adapts_saves_and_loads_bit_exact(tmp_path, strategy):
+    from meta_core import MetaGAN, ModelConfig, sample
+    from tests.helpers import random_images, tiny_adapt
+    model = MetaGAN.create(ModelConfig.for_resolution(16, channel_base=128, channel_max=32, z_dim=16, arch="dcgan"))
+    adapted = adapt(model, random_images(3, 16), tiny_adapt(strategy=strategy), seed=0).model
+    path = checkpoint.save(adapted, tmp_path / "dc.safetensors")
+    loaded = checkpoint.load(path)
+    assert loaded.config == adapted.config and loaded.config.generator.arch == "dcgan"
+    assert torch.equal(sample(loaded, 4, 3), sample(adapted, 4, 3))
+    if strategy == "modulation":
+        delta = checkpoint.load_delta(model, checkpoint.save_delta(adapted, tmp_path / "d.safetensors"))
+        assert torch.equal(sample(delta, 4, 3), sample(adapted, 4, 3))

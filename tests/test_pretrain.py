@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from meta_core import PretrainConfig, Pretrainer, sample
+from meta_core import FastPath, PretrainConfig, Pretrainer, sample
 from meta_core.data import TaskSet, to_float
 from meta_core.errors import UnknownFormatError
 from meta_core.loop import InnerLoop
@@ -81,9 +81,21 @@ def test_a_model_checkpoint_is_not_a_state_file(tmp_path):
 
 def test_bf16_autocast_stays_near_fp32():
     tasks = toy_tasks()
-    a, b = Pretrainer(tiny_model(16), tasks, recipe()), Pretrainer(tiny_model(16), tasks, recipe(bf16=True))
+    a = Pretrainer(tiny_model(16), tasks, recipe())
+    b = Pretrainer(tiny_model(16), tasks, recipe(), FastPath(channels_last=False, bf16_train=True))
     for _ in range(4):
         a.step(), b.step()
     start, fa, fb = (sample(m, 3, 8) for m in (tiny_model(16), a.current_model(), b.current_model()))
     diff, change = float((fa - fb).abs().mean()), float((fa - start).abs().mean())
     assert 0 < diff < 0.5 * change, (diff, change)
+
+
+def test_the_fast_path_is_the_same_training():
+    tasks = toy_tasks()
+    ref, fast = Pretrainer(tiny_model(16), tasks, recipe()), Pretrainer(tiny_model(16), tasks, recipe(), FastPath())
+    for _ in range(3):
+        ref.step(), fast.step()
+    for n in ref.g:
+        torch.testing.assert_close(fast.g[n], ref.g[n], atol=1e-4, rtol=1e-3, msg=n)
+    out = fast.current_model()
+    assert all(t.is_contiguous() for t in out.g_params().values())

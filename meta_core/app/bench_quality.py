@@ -8,10 +8,14 @@ of the fixed evaluator network:
   (b) transfer  the same architecture pretrained on the pooled training styles, fine-tuned with FreezeD
                 and DiffAugment (the standard transfer-learning baseline);
   (c) scratch   the same architecture from random weights, trained on the K images with DiffAugment;
-  (d) unlabeled meta-trained on the same images with style labels thrown away (k-means pseudo-tasks).
+  (d) unlabeled meta-trained on the same images with style labels thrown away (k-means pseudo-tasks);
+  (e) dcgan     the textbook recipe: a DCGAN-family model (`--dcgan`, pretrained pooled by `pretrain` with
+                `--arch dcgan`) fine-tuned with FreezeD and DiffAugment, Adam 2e-4, batch 16.
 
 Floors that give the numbers meaning: two halves of the style's real images, and the K references
-themselves. Metrics: FD, KID, precision/recall, diversity, memorisation (see `metrics.py`).
+themselves. Metrics: FD, KID, precision/recall, diversity, memorisation (see `metrics.py`). `gates` checks
+the absolute targets (FD against the references' own FD, precision, recall, memorisation) and prints
+pass or fail for each.
 
     python -m meta_core bench-quality --meta M.safetensors --transfer P.safetensors \
         --unlabeled U.safetensors --evaluator E.safetensors --heldout data/dicebear64/heldout --out bench/
@@ -39,7 +43,10 @@ from ..sampling import sample
 from ..seeding import derived_generator
 from .evaluator import load_evaluator
 
-METHODS = ("meta", "transfer", "scratch", "unlabeled")
+METHODS = ("meta", "transfer", "scratch", "unlabeled", "dcgan")
+BASELINES = ("transfer", "scratch", "dcgan")  # what "meta beats ..." is counted against, where they ran
+DCGAN_RECIPE = dict(strategy="freeze_d", freeze_d_blocks=2, lr_g=2e-4, lr_d=2e-4, batch_size=16)
+GATE_K = 10
 REPEAT_SEED_STRIDE = 100_003  # seeds of repeat r: far from every other cell's
 
 
@@ -53,6 +60,9 @@ def method_setup(name: str, models: dict[str, MetaGAN], budget: int, seed: int):
         return models["unlabeled"], dataclasses.replace(models["unlabeled"].adapt_defaults, steps=budget)
     if name == "transfer":
         return models["transfer"], dataclasses.replace(base_cfg, strategy="freeze_d", augment=AugmentConfig())
+    if name == "dcgan":
+        return models["dcgan"], dataclasses.replace(models["dcgan"].adapt_defaults, steps=budget,
+                                                    augment=AugmentConfig(), **DCGAN_RECIPE)
     if name == "scratch":
         return (MetaGAN.create(ours.config, seed=seed).to(ours.device),
                 dataclasses.replace(base_cfg, strategy="full", augment=AugmentConfig()))
@@ -119,7 +129,8 @@ def run(models: dict[str, MetaGAN], evaluator, heldout_dir: str, styles: list[st
                     if repeats > 1:
                         row["fd_runs"] = [run["fd"] for run in runs]
                     rows.append(row)
-                    log(f"{style:18s} K={k:<3d} steps={budget:<4d} {name:9s} FD {row['fd']:8.3f}  KID {row['kid']:.4f}  "
+                    log(f"{style:18s} K={k:<3d} steps={budget:<4d} {name:9s} FD {row['fd']:8.3f}  "
+                        f"KID {row['kid']:.4f}  "
                         f"P {row['precision']:.2f} R {row['recall']:.2f}  copies {row['copies']:.2f}  "
                         f"{row['seconds']:.1f}s")
                     if budget == budgets[-1] and k == shots[len(shots) // 2]:
@@ -142,15 +153,49 @@ def summarise(result: dict) -> str:
                 text = [f"**{cells[m]['fd']:.2f}** ({cells[m]['kid']:.3f})" if m == best else
                         f"{cells[m]['fd']:.2f} ({cells[m]['kid']:.3f})" for m in methods]
                 lines.append(f"| {style} | {k} | " + " | ".join(text) + f" | {floors[style]['real_halves_fd']:.2f} |")
-        baselines = [other for other in ("transfer", "scratch") if other in methods]
+        baselines = [other for other in BASELINES if other in methods]
         for k in result["shots"] if baselines else ():  # with no baseline run there is nothing to beat
             group = [r for r in rows if r["budget"] == budget and r["k"] == k]
             styles = sorted({r["style"] for r in group})
             wins = sum(1 for s in styles if all(
                 next(r["fd"] for r in group if r["style"] == s and r["method"] == "meta") <
                 next(r["fd"] for r in group if r["style"] == s and r["method"] == other) for other in baselines))
-            lines.append(f"\nK={k}, {budget} steps: meta beats {' and '.join(baselines)} on FD for {wins}/{len(styles)} styles")
+            lines.append(f"\nK={k}, {budget} steps: meta beats {' and '.join(baselines)} on FD for "
+                         f"{wins}/{len(styles)} styles")
+    lines += gates(result)
     return "\n".join(lines)
+
+
+def gates(result: dict, method: str = "meta", k: int = GATE_K) -> list[str]:
+    """The absolute targets at K = `k` and the last budget, each PASS or FAIL with its numbers: FD at most 2x the
+    references' own FD on every style and below it on at least 4 (or half, with fewer styles); mean precision
+    >= 0.3, mean recall >= 0.2; median memorisation ratio > 1 on every style."""
+    budget = result["budgets"][-1]
+    rows = [r for r in result["rows"] if r["method"] == method and r["k"] == k and r["budget"] == budget]
+    floors = {f["style"]: f for f in result["floors"]}
+    rows = [r for r in rows if f"references_fd_k{k}" in floors[r["style"]]]
+    if not rows:
+        return [f"\ngates: no {method} rows at K={k} (run with --shots including {k})"]
+    ratios = {r["style"]: r["fd"] / floors[r["style"]][f"references_fd_k{k}"] for r in rows}
+    below = sum(x < 1 for x in ratios.values())
+    need_below = min(4, (len(ratios) + 1) // 2)
+    precision = sum(r["precision"] for r in rows) / len(rows)
+    recall = sum(r["recall"] for r in rows) / len(rows)
+    copies = {r["style"]: r["median_ratio"] for r in rows}
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    worst = max(ratios, key=ratios.get)
+    return [f"\n### Absolute gates ({method}, K={k}, {budget} steps, {len(rows)} styles)", "",
+            f"- {verdict(max(ratios.values()) <= 2)} FD <= 2x the references' own FD on every style "
+            f"(worst {worst}: {ratios[worst]:.2f}x)",
+            f"- {verdict(below >= need_below)} FD below the references' own FD on at least {need_below} styles "
+            f"({below})",
+            f"- {verdict(precision >= 0.3)} mean precision >= 0.3 ({precision:.3f})",
+            f"- {verdict(recall >= 0.2)} mean recall >= 0.2 ({recall:.3f})",
+            f"- {verdict(min(copies.values()) > 1)} memorisation ratio > 1 on every style "
+            f"(lowest {min(copies, key=copies.get)}: {min(copies.values()):.2f})"]
 
 
 def write_figure(result: dict, path: Path) -> None:
@@ -184,6 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--meta", required=True, help="the meta-learned checkpoint (ours)")
     p.add_argument("--transfer", help="pooled-pretrained checkpoint (baseline b)")
     p.add_argument("--unlabeled", help="checkpoint meta-trained on k-means pseudo-tasks (baseline d)")
+    p.add_argument("--dcgan", help="DCGAN-family pooled-pretrained checkpoint (baseline e, the textbook recipe)")
     p.add_argument("--evaluator", required=True, help="evaluator network (python -m meta_core.evaluator)")
     p.add_argument("--heldout", required=True, help="folder with one sub-folder per held-out style")
     p.add_argument("--styles", help="comma-separated styles (default: all in --heldout)")
@@ -203,6 +249,8 @@ def main(argv=None) -> int:
             models["transfer"] = checkpoint.load(args.transfer, args.device)
         if args.unlabeled:
             models["unlabeled"] = checkpoint.load(args.unlabeled, args.device)
+        if args.dcgan:
+            models["dcgan"] = checkpoint.load(args.dcgan, args.device)
         budgets = [int(b) or models["meta"].adapt_defaults.steps for b in args.budgets.split(",")]
         result = run(models, load_evaluator(args.evaluator, args.device), args.heldout,
                      args.styles.split(",") if args.styles else None, [int(k) for k in args.shots.split(",")],

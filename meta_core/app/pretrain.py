@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from .. import checkpoint
-from ..config import AdaptConfig, ModelConfig
+from ..config import ARCHS, AdaptConfig, LossConfig, ModelConfig
 from ..data import load_task_folder
+from ..fastpath import FastPath
 from ..images import tile
 from ..model import MetaGAN
 from ..pretraining import PretrainConfig, Pretrainer
@@ -33,12 +34,19 @@ def state_path(args) -> Path:
 def run(args) -> int:
     device = resolve_device(args.device)
     exclude = tuple(x for x in (args.exclude or "").split(",") if x)
-    cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, bf16=args.fast, seed=args.seed)
+    cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         ema_kimg=args.ema_kimg, loss=LossConfig(r1_gamma=args.r1_gamma, r1_interval=args.r1_interval))
+    adapt_defaults = AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")
+    if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
+        adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
+                                     freeze_d_blocks=2, loss=cfg.loss)
     model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
-                                                      channel_max=args.channel_max), seed=args.seed,
-                           adapt_defaults=AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")).to(device)
+                                                      channel_max=args.channel_max, arch=args.arch), seed=args.seed,
+                           adapt_defaults=adapt_defaults).to(device)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
-    trainer = Pretrainer(model, tasks, cfg)
+    fast = FastPath(bf16_train=args.bf16) if args.fast else (FastPath.reference() if not args.bf16 else
+                                                              FastPath(channels_last=False, bf16_train=True))
+    trainer = Pretrainer(model, tasks, cfg, fast)
     state = state_path(args)
     previous_wall = 0.0
     if args.resume:
@@ -48,11 +56,11 @@ def run(args) -> int:
     log = open(run_dir / "log.jsonl", "a")
     provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
                   "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
-                  "hardware": hardware(device)}
+                  "hardware": hardware(device), "fast_path": trainer.fast.describe()}
     if args.resume:
         provenance["resumed_from"] = {"file": str(args.resume), "step": trainer.steps_done}
     print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
-          f"batch {cfg.batch_size}{', bf16' if cfg.bf16 else ''}; steps {trainer.steps_done}->{args.steps}"
+          f"batch {cfg.batch_size}, {trainer.fast.describe()}; steps {trainer.steps_done}->{args.steps}"
           f"{f', at most {args.minutes} min' if args.minutes else ''}", file=sys.stderr)
     bar = progress_bar(args.steps, "pretrain", start=trainer.steps_done, log_every=args.log_every)
     started = last_write = time.perf_counter()
@@ -106,14 +114,19 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--steps", type=positive_int, default=5000, help="total steps (a resumed run counts on)")
     pt.add_argument("--chunk", type=int, default=0, help="also write everything every N steps (0: by time only)")
     pt.add_argument("--checkpoint-minutes", type=float, default=5.0, help="write everything at least every M minutes")
+    pt.add_argument("--arch", choices=ARCHS, default="stylegan2", help="network family (default stylegan2)")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
+    pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
+    pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
+    pt.add_argument("--ema-kimg", type=float, default=PretrainConfig.ema_kimg, help="EMA half-life in kimg")
     pt.add_argument("--batch-size", type=positive_int, default=PretrainConfig.batch_size)
     pt.add_argument("--channel-base", type=positive_int, default=channel_base)
     pt.add_argument("--channel-max", type=positive_int, default=channel_max)
     pt.add_argument("--exclude", help="comma-separated task names to leave out (held-out styles)")
     pt.add_argument("--limit-per-task", type=positive_int)
     pt.add_argument("--minutes", type=positive_float, help="time budget of this piece, in minutes")
-    pt.add_argument("--fast", action="store_true", help="bf16 autocast for G and D (fp32 weights and Adam)")
+    pt.add_argument("--fast", action="store_true", help="the fast path (channels_last, foreach Adam on a CPU)")
+    pt.add_argument("--bf16", action="store_true", help="bf16 autocast for G and D (fp32 weights and Adam)")
     pt.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
     common(pt)
     pt.set_defaults(func=run)
