@@ -92,8 +92,10 @@ class Pretrainer:
         self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
         self.v_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
-        self.steps_done = 0
-        self.images_shown = 0
+        done = model.provenance.get("pretrained", {}) if isinstance(model.provenance, dict) else {}
+        self.steps_done = int(done.get("steps", 0))    # a model that was pretrained before counts on
+        self.images_shown = int(done.get("images_shown", 0))
+        self.adam_steps = 0                            # Adam's own count (its bias correction): moments start at 0
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def step(self) -> PretrainStats:
@@ -105,7 +107,7 @@ class Pretrainer:
         real = to_float(self.real[noise.real_index.to(dev)])
         if self.fast.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        t = self.steps_done + 1
+        t = self.adam_steps + 1
         bf16, foreach = self.fast.bf16_train, self.fast.foreach
         with autocast_bf16(bf16, dev.type):
             grads_d, metrics = gan.d_grads(self.g, self.d, real, noise, gan.r1_at(self.steps_done), list(self.d))
@@ -117,14 +119,15 @@ class Pretrainer:
         names = list(self.g)
         adam_([self.g[n] for n in names], [grads_g[n] for n in names], [self.m_g[n] for n in names],
               [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas, foreach=foreach)
-        self.steps_done = t
+        self.adam_steps = t
+        self.steps_done += 1
         self.images_shown += cfg.batch_size
         self._update_ema()
         values = torch.stack([metrics["d_loss"].float(), g_loss.float(), metrics["r1"].float()]).cpu()
         if not bool(torch.isfinite(values).all()):
-            raise TrainingDivergedError(f"pretraining diverged at step {t} (losses {values.tolist()}): resume from "
+            raise TrainingDivergedError(f"pretraining diverged at step {self.steps_done} (losses {values.tolist()}): resume from "
                                         "the last state file with lower learning rates")
-        return PretrainStats(t, self.images_shown, *(float(v) for v in values))
+        return PretrainStats(self.steps_done, self.images_shown, *(float(v) for v in values))
 
     def _update_ema(self) -> None:
         cfg = self.cfg
@@ -165,6 +168,7 @@ class Pretrainer:
         and comes back from `load_state`."""
         metadata = {"format_version": str(STATE_VERSION), "model_kind": STATE_KIND,
                     "state": json.dumps({"steps": self.steps_done, "images": self.images_shown,
+                                         "adam_steps": self.adam_steps,
                                          "config": asdict(self.cfg), "extra": extra or {}}, sort_keys=True)}
         atomic_save(self.state_tensors(), metadata, path)
 
@@ -187,6 +191,7 @@ class Pretrainer:
         self.generator.set_state(tensors["rng"].cpu())
         state = json.loads(metadata["state"])
         self.steps_done, self.images_shown = int(state["steps"]), int(state["images"])
+        self.adam_steps = int(state.get("adam_steps", state["steps"]))
         return state.get("extra", {})
 
 

@@ -99,3 +99,19 @@ def test_the_fast_path_is_the_same_training():
         torch.testing.assert_close(fast.g[n], ref.g[n], atol=1e-4, rtol=1e-3, msg=n)
     out = fast.current_model()
     assert all(t.is_contiguous() for t in out.g_params().values())
+
+
+def test_a_new_piece_from_committed_weights_counts_on_with_a_fresh_adam(tmp_path):
+    from meta_core import load, save
+    tasks = toy_tasks()
+    first = Pretrainer(tiny_model(16), tasks, recipe())
+    for _ in range(2):
+        first.step()
+    path = save(first.current_model(), tmp_path / "piece.safetensors")
+    second = Pretrainer(load(path), tasks, recipe())
+    assert (second.steps_done, second.images_shown, second.adam_steps) == (2, 8, 0)
+    stats = second.step()
+    assert stats.step == 3 and second.adam_steps == 1
+    # the first step of a fresh Adam is a normal-sized step: lr * sign(grad) for betas (0, 0.99)
+    moved = max(float((second.g[n] - first.ema[n]).abs().max()) for n in first.ema)
+    assert 0 < moved <= 0.01 * 1.01

@@ -40,9 +40,12 @@ def run(args) -> int:
     if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
         adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
                                      freeze_d_blocks=2, loss=cfg.loss)
-    model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
-                                                      channel_max=args.channel_max, arch=args.arch), seed=args.seed,
-                           adapt_defaults=adapt_defaults).to(device)
+    if args.init:  # weights committed by an earlier piece: its architecture, G (the EMA) and D; a fresh Adam
+        model = checkpoint.load(args.init, device)
+    else:
+        model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                                          channel_max=args.channel_max, arch=args.arch),
+                               seed=args.seed, adapt_defaults=adapt_defaults).to(device)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
     fast = FastPath(bf16_train=args.bf16) if args.fast else (FastPath.reference() if not args.bf16 else
                                                               FastPath(channels_last=False, bf16_train=True))
@@ -59,6 +62,10 @@ def run(args) -> int:
                   "hardware": hardware(device), "fast_path": trainer.fast.describe()}
     if args.resume:
         provenance["resumed_from"] = {"file": str(args.resume), "step": trainer.steps_done}
+    if args.init:
+        provenance["pieces"] = [*model.provenance.get("pieces", []), {
+            k: model.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
+        previous_wall = float(model.provenance.get("wall_seconds", 0.0))
     print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
           f"batch {cfg.batch_size}, {trainer.fast.describe()}; steps {trainer.steps_done}->{args.steps}"
           f"{f', at most {args.minutes} min' if args.minutes else ''}", file=sys.stderr)
@@ -109,6 +116,8 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--out", required=True, help="model checkpoint to write (the EMA generator), rewritten as it goes")
     pt.add_argument("--state", help="exact-resume state file to write (default <out>.state.safetensors; not for git)")
     pt.add_argument("--resume", help="continue exactly from this state file")
+    pt.add_argument("--init", help="continue from this model checkpoint's weights (an earlier piece's committed "
+                    "file: G and D, a fresh Adam; exact resume needs --resume)")
     pt.add_argument("--run-dir", help="folder for fakes*.png and log.jsonl (default: --out without its suffix)")
     pt.add_argument("--resolution", type=int, choices=resolutions, default=64)
     pt.add_argument("--steps", type=positive_int, default=5000, help="total steps (a resumed run counts on)")
