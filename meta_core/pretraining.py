@@ -95,7 +95,7 @@ class Pretrainer:
         done = model.provenance.get("pretrained", {}) if isinstance(model.provenance, dict) else {}
         self.steps_done = int(done.get("steps", 0))    # a model that was pretrained before counts on
         self.images_shown = int(done.get("images_shown", 0))
-        self.adam_steps = 0                            # Adam's own count (its bias correction): moments start at 0
+        self.adam_steps = 0  # Adam's own count (its bias correction): the moments start at 0
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def step(self) -> PretrainStats:
