@@ -125,8 +125,8 @@ class Pretrainer:
         self._update_ema()
         values = torch.stack([metrics["d_loss"].float(), g_loss.float(), metrics["r1"].float()]).cpu()
         if not bool(torch.isfinite(values).all()):
-            raise TrainingDivergedError(f"pretraining diverged at step {self.steps_done} (losses {values.tolist()}): resume from "
-                                        "the last state file with lower learning rates")
+            raise TrainingDivergedError(f"pretraining diverged at step {self.steps_done} (losses {values.tolist()}): "
+                                        "resume from the last state file with lower learning rates")
         return PretrainStats(self.steps_done, self.images_shown, *(float(v) for v in values))
 
     def _update_ema(self) -> None:
