@@ -155,10 +155,14 @@ class Pretrainer:
 
     # --- exact resume ------------------------------------------------------------------------------
 
+    def _trees(self) -> tuple[tuple[str, dict[str, torch.Tensor]], ...]:
+        """Every tensor dict of the run, with its prefix in a state file."""
+        return (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g), ("v_g", self.v_g),
+                ("m_d", self.m_d), ("v_d", self.v_d))
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         out = {}
-        for prefix, tree in (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g),
-                             ("v_g", self.v_g), ("m_d", self.m_d), ("v_d", self.v_d)):
+        for prefix, tree in self._trees():
             out.update({f"{prefix}.{n}": t for n, t in tree.items()})
         out["rng"] = self.generator.get_state()
         return out
@@ -184,8 +188,7 @@ class Pretrainer:
         if set(tensors) != set(expected) or any(tensors[k].shape != v.shape for k, v in expected.items()):
             raise CheckpointError(path, "was written for a different model shape: resume with the same --resolution "
                                         "and channel settings")
-        for prefix, tree in (("G", self.g), ("G_ema", self.ema), ("D", self.d), ("m_g", self.m_g),
-                             ("v_g", self.v_g), ("m_d", self.m_d), ("v_d", self.v_d)):
+        for prefix, tree in self._trees():
             for n in tree:
                 tree[n].copy_(tensors[f"{prefix}.{n}"])  # into this run's layout
         self.generator.set_state(tensors["rng"].cpu())

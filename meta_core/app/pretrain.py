@@ -47,8 +47,7 @@ def run(args) -> int:
                                                           channel_max=args.channel_max, arch=args.arch),
                                seed=args.seed, adapt_defaults=adapt_defaults).to(device)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
-    fast = FastPath(bf16_train=args.bf16) if args.fast else (FastPath.reference() if not args.bf16 else
-                                                              FastPath(channels_last=False, bf16_train=True))
+    fast = dataclasses.replace(FastPath() if args.fast else FastPath.reference(), bf16_train=args.bf16)
     trainer = Pretrainer(model, tasks, cfg, fast)
     state = state_path(args)
     previous_wall = 0.0
