@@ -14,6 +14,7 @@ LOSSES = ("ns_logistic", "minimax")
 AUGMENT_OPS = ("color", "translation", "cutout")
 ALGORITHMS = ("reptile", "fomaml")
 ARCHS = ("stylegan2", "dcgan")  # network families (see networks.py); old checkpoints are stylegan2
+D_ARCHS = (*ARCHS, "projected")  # discriminators: also heads on frozen ImageNet features (see projected.py)
 
 
 def _check(cond: bool, message: str) -> None:
@@ -56,11 +57,12 @@ class DiscriminatorConfig:
     channel_base: int = 2048   # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
     mbstd: bool = True         # minibatch standard-deviation feature at 4x4
-    arch: str = "stylegan2"    # "stylegan2" (residual blocks) or "dcgan" (strided 4x4 convs)
+    arch: str = "stylegan2"    # "stylegan2" (residual blocks), "dcgan" (strided 4x4 convs) or "projected"
 
     def __post_init__(self):
         _check_resolution(self.resolution)
-        _check(self.arch in ARCHS, f"unknown discriminator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
+        _check(self.arch in D_ARCHS,
+               f"unknown discriminator arch {self.arch!r}: choose one of {', '.join(D_ARCHS)}")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")
 
     def channels(self, res: int) -> int:
@@ -141,6 +143,7 @@ class AdaptConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     max_rollbacks: int = 5                    # consecutive non-finite steps tolerated before giving up
+    ema_half_life: float = 0.0                # steps; > 0 returns an EMA of G's trained weights (0: the last ones)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -156,6 +159,13 @@ class AdaptConfig:
                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         _check(self.freeze_d_blocks >= 0, "freeze_d_blocks must be non-negative")
         _check(self.max_rollbacks >= 0, "max_rollbacks must be non-negative")
+        _check(isinstance(self.ema_half_life, (int, float)) and 0.0 <= self.ema_half_life < float("inf"),
+               f"ema_half_life {self.ema_half_life} must be a finite number of steps >= 0 (0 turns the EMA off)")
+
+    @property
+    def ema_beta(self) -> float:
+        """Per-step EMA decay of G's weights (0.0 when the EMA is off)."""
+        return 0.5 ** (1.0 / self.ema_half_life) if self.ema_half_life > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +223,24 @@ def from_dict(cls, data: dict):
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
+
+
+def parse_overrides(cls, text: str) -> dict:
+    """Field changes for config `cls` from "name=value,name=value" (numbers, strings, true/false; for the
+    command line). Raises ConfigError naming the fields there are for an unknown name or a bad value."""
+    hints = typing.get_type_hints(cls)
+    scalars = {f.name for f in dataclasses.fields(cls) if hints[f.name] in (int, float, str, bool)}
+    changes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name not in scalars:
+            raise ConfigError(f"cannot set {item!r}: give name=value with a name among {', '.join(sorted(scalars))}")
+        kind = hints[name]
+        try:
+            changes[name] = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            raise ConfigError(f"{name}={value!r} is not a valid {kind.__name__}") from None
+    return changes
 
 
 def from_json(cls, text: str):

@@ -136,16 +136,18 @@ class GANStep:
     gradient of a sum of independent task losses is each task's own gradient (R1's double backward too).
     """
 
-    def __init__(self, model: MetaGAN, cfg: AdaptConfig, stacked: bool = False):
+    def __init__(self, model: MetaGAN, cfg: AdaptConfig, stacked: bool = False, channels_last: bool = False):
         self.model, self.cfg, self.stacked = model, cfg, stacked
         self.ops = cfg.augment.ops if cfg.augment.enabled else ()
         G, D = model.G, model.D
+        # frozen tensors (a projected D's features) in the layout the trained weights use
+        d_buffers = {n: b.contiguous(memory_format=memory_format(b, channels_last)) for n, b in D.named_buffers()}
 
         def g_call(p, z):
             return functional_call(G, p, (z,))
 
         def d_call(p, x):
-            return functional_call(D, p, (x,))
+            return functional_call(D, {**d_buffers, **p}, (x,))
 
         self.generate = vmap(g_call) if stacked else g_call
         self.discriminate = vmap(d_call) if stacked else d_call
@@ -218,6 +220,9 @@ class _RunState:
         sizes = torch.tensor([0] + [r.shape[0] for r in reals[:-1]])
         self.offsets = sizes.cumsum(0).to(dev)  # [T] first image of each task in `real`
         self.g_train = [self.g[n] for n in loop.g_names]
+        # EMA of G's trained weights (StyleGAN's G_ema, per step): what the run returns, previews and checks
+        self.ema = [t.clone() for t in self.g_train] if cfg.ema_half_life > 0 else []
+        self.g_out = {**self.g, **dict(zip(loop.g_names, self.ema))}
         self.d_train = [self.d[n] for n in loop.d_names]
         self.m_g = [torch.zeros_like(t) for t in self.g_train]
         self.v_g = [torch.zeros_like(t) for t in self.g_train]
@@ -235,11 +240,11 @@ class _RunState:
 
     @property
     def state(self) -> list[torch.Tensor]:
-        return [*self.g_train, *self.d_train, *self.m_g, *self.v_g, *self.m_d, *self.v_d, self.adam_t]
+        return [*self.g_train, *self.ema, *self.d_train, *self.m_g, *self.v_g, *self.m_d, *self.v_d, self.adam_t]
 
     def weights(self, task: int) -> Params:
-        """G's weights of one task (views, not copies)."""
-        return {n: t[task] for n, t in self.g.items()} if self.stacked else self.g
+        """G's output weights of one task (the EMA where it is on; views, not copies)."""
+        return {n: t[task] for n, t in self.g_out.items()} if self.stacked else self.g_out
 
     def save(self, slot: str) -> None:
         if slot not in self._saved:
@@ -275,7 +280,7 @@ class InnerLoop:
         self.fast = resolve(fast, model.device)
         self.g_names, self.d_names = trainable_names(model, cfg)
         self.stacked = bool(self.fast.vmap_tasks)
-        self.gan = GANStep(model, cfg, stacked=self.stacked)
+        self.gan = GANStep(model, cfg, stacked=self.stacked, channels_last=self.fast.channels_last and not self.stacked)
         self.single = self.gan if not self.stacked else GANStep(model, cfg)
 
     # --- one step, on the device, no host sync ---------------------------------------------------------
@@ -299,6 +304,8 @@ class InnerLoop:
             grads_g, g_loss = gan.g_grads(st.g, st.d, noise, self.g_names, dev)
         gg = [grads_g[n] for n in self.g_names]
         adam_(st.g_train, gg, st.m_g, st.v_g, sc[..., 2], sc[..., 3], cfg.betas, foreach=fast.foreach)
+        if st.ema:
+            torch._foreach_lerp_(st.ema, st.g_train, 1.0 - cfg.ema_beta)
         grad_sq = torch.zeros(st.tasks, device=dev)
         for t in (*gd, *gg):
             grad_sq = grad_sq + t.float().square().reshape(st.tasks, -1).sum(dim=1)
@@ -476,6 +483,6 @@ class InnerLoop:
                 out.append(failed[j])
                 continue
             stats[j].seconds = seconds
-            out.append(({n: t[j].contiguous() if st.stacked else t.contiguous() for n, t in st.g.items()},
+            out.append(({n: t[j].contiguous() if st.stacked else t.contiguous() for n, t in st.g_out.items()},
                         {n: t[j].contiguous() if st.stacked else t.contiguous() for n, t in st.d.items()}, stats[j]))
         return out

@@ -66,8 +66,10 @@ class MetaGAN:
         """
         with torch.device("meta"):
             G, D = build_generator(self.config.generator), build_discriminator(self.config.discriminator)
-        G.load_state_dict({k: v.detach().clone() for k, v in g.items()}, assign=True)
-        D.load_state_dict({k: v.detach().clone() for k, v in d.items()}, assign=True)
+        # buffers (a projected D's frozen features) are not trained: they come along unchanged
+        for new, old, params in ((G, self.G, g), (D, self.D, d)):
+            tensors = {**dict(old.named_buffers()), **params}
+            new.load_state_dict({k: v.detach().clone() for k, v in tensors.items()}, assign=True)
         G.requires_grad_(False).eval()
         D.requires_grad_(False).eval()
         fields = dict(config=self.config, G=G, D=D, adapt_defaults=self.adapt_defaults, meta_config=self.meta_config,

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DiscriminatorConfig, GeneratorConfig
+from .projected import ProjectedDiscriminator
 
 SQRT2 = math.sqrt(2.0)
 
@@ -325,4 +326,6 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
 
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     """The discriminator `cfg.arch` names."""
+    if cfg.arch == "projected":
+        return ProjectedDiscriminator(cfg)
     return DCGANDiscriminator(cfg) if cfg.arch == "dcgan" else Discriminator(cfg)

@@ -80,7 +80,7 @@ class Pretrainer:
         self.fast = resolve(fast, dev)
         cl = self.fast.channels_last
         self.real = torch.cat(tasks.images).to(dev)  # uint8 [N, 3, R, R]: 4x smaller than float
-        self.gan = GANStep(model, _as_adapt(cfg))
+        self.gan = GANStep(model, _as_adapt(cfg), channels_last=cl)
 
         def own(t: torch.Tensor) -> torch.Tensor:
             return t.detach().clone(memory_format=memory_format(t, cl))

