@@ -225,22 +225,33 @@ def from_dict(cls, data: dict):
         raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
 
 
-def parse_overrides(cls, text: str) -> dict:
-    """Field changes for config `cls` from "name=value,name=value" (numbers, strings, true/false; for the
-    command line). Raises ConfigError naming the fields there are for an unknown name or a bad value."""
-    hints = typing.get_type_hints(cls)
-    scalars = {f.name for f in dataclasses.fields(cls) if hints[f.name] in (int, float, str, bool)}
-    changes = {}
+def apply_overrides(cfg, text: str):
+    """`cfg` (a config dataclass) with the changes of "name=value,name=value" applied: scalar fields
+    (numbers, strings, true/false) and, dotted, those of nested configs ("loss.r1_gamma=0.1"). For the
+    command line; raises ConfigError listing the fields there are for an unknown name or a bad value."""
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
-        if not sep or name not in scalars:
-            raise ConfigError(f"cannot set {item!r}: give name=value with a name among {', '.join(sorted(scalars))}")
-        kind = hints[name]
-        try:
-            changes[name] = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
-        except (KeyError, ValueError):
-            raise ConfigError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-    return changes
+        if not sep:
+            raise ConfigError(f"cannot set {item!r}: give name=value")
+        cfg = _override(cfg, name.strip().split("."), value.strip(), item)
+    return cfg
+
+
+def _override(cfg, path: list[str], value: str, item: str):
+    hints = typing.get_type_hints(type(cfg))
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(cfg)}
+    kinds = {n: k for n, k in fields.items() if k in (int, float, str, bool) or dataclasses.is_dataclass(k)}
+    head, kind = path[0], kinds.get(path[0])
+    if kind is None or dataclasses.is_dataclass(kind) != (len(path) > 1):
+        choices = ", ".join(f"{n}.<field>" if dataclasses.is_dataclass(k) else n for n, k in sorted(kinds.items()))
+        raise ConfigError(f"cannot set {item!r}: choose among {choices}")
+    if len(path) > 1:
+        return dataclasses.replace(cfg, **{head: _override(getattr(cfg, head), path[1:], value, item)})
+    try:
+        parsed = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+    except (KeyError, ValueError):
+        raise ConfigError(f"{item!r}: {value!r} is not a valid {kind.__name__}") from None
+    return dataclasses.replace(cfg, **{head: parsed})
 
 
 def from_json(cls, text: str):

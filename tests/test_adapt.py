@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from meta_core import AdaptConfig, ReferenceImageError, TrainingDivergedError, adapt, augment, losses
 from meta_core.loop import COLLAPSE_STD, StepProgress, draw_step_noise, sample_diversity, trainable_names
-from meta_core.config import AugmentConfig, LossConfig, parse_overrides
+from meta_core.config import AugmentConfig, LossConfig, apply_overrides
 from meta_core.errors import ConfigError
 from meta_core.images import prepare_references
 from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
@@ -265,10 +265,14 @@ def test_ema_adaptation_rolls_back_its_average_too(monkeypatch):
     assert params_equal(result.model.g_params(), one_step.g_params())
 
 
-def test_overrides_parse_typed_fields_and_name_the_choices():
-    assert parse_overrides(AdaptConfig, "steps=150, lr_g=5e-5,strategy=full") == \
-        {"steps": 150, "lr_g": 5e-5, "strategy": "full"}
-    assert parse_overrides(AdaptConfig, "") == {}
-    for bad, match in (("steps=1.5", "not a valid int"), ("augment=x", "name among"), ("steps", "name=value")):
+def test_overrides_apply_typed_and_nested_fields_and_name_the_choices():
+    base = AdaptConfig()
+    cfg = apply_overrides(base, "steps=150, lr_g=5e-5,strategy=full,loss.r1_gamma=0.1,augment.adaptive=true")
+    assert cfg == dataclasses.replace(base, steps=150, lr_g=5e-5, strategy="full",
+                                      loss=dataclasses.replace(base.loss, r1_gamma=0.1),
+                                      augment=dataclasses.replace(base.augment, adaptive=True))
+    assert apply_overrides(base, "") == base
+    for bad, match in (("steps=1.5", "not a valid int"), ("augment=x", "augment.<field>"), ("steps", "name=value"),
+                       ("loss.nope=1", "r1_gamma"), ("strategy=lora", "unknown strategy")):
         with pytest.raises(ConfigError, match=match):
-            parse_overrides(AdaptConfig, bad)
+            apply_overrides(base, bad)

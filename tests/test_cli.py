@@ -91,6 +91,15 @@ def test_set_defaults_changes_only_the_adaptation_defaults(trained, tmp_path):
     assert proc.returncode != 0 and "ema_half_life" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_train_inner_set_reaches_the_inner_loop(trained, tmp_path):
+    _, tasks, _ = trained
+    out = tmp_path / "m.safetensors"
+    run("train", "--tasks", tasks, "--out", out, "--steps", "1", *TINY, "--inner-set",
+        "freeze_d_blocks=2,loss.r1_gamma=0.5,ema_half_life=3")
+    inner = checkpoint.load(out).meta_config.inner
+    assert (inner.freeze_d_blocks, inner.loss.r1_gamma, inner.ema_half_life) == (2, 0.5, 3.0)
+
+
 def test_modulation_delta_via_cli(trained, tmp_path):
     _, tasks, out = trained
     delta = tmp_path / "d.safetensors"

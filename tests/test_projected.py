@@ -13,7 +13,7 @@ from meta_core.app import common
 from meta_core.config import DiscriminatorConfig
 from meta_core.errors import ConfigError
 from meta_core.pretraining import PretrainConfig, Pretrainer
-from meta_core.projected import LITE0_STAGES, Lite0Features, ProjectedDiscriminator, fold_batch_norm, lite0_buffers
+from meta_core.projected import LITE0_STAGES, Lite0Features, fold_batch_norm, lite0_buffers
 from tests.helpers import params_equal, random_images, tiny_adapt, write_task_folder
 from tests.test_pretrain import toy_tasks
 

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from .. import checkpoint, metrics
 from ..adaptation import adapt
-from ..config import AdaptConfig, AugmentConfig, parse_overrides
+from ..config import AugmentConfig, apply_overrides
 from ..data import load_task_folder, to_float
 from ..errors import ConfigError, MetaGANError
 from ..images import tile
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     try:
         ours = checkpoint.load(args.meta, args.device)
         if args.adapt:
-            ours.adapt_defaults = dataclasses.replace(ours.adapt_defaults, **parse_overrides(AdaptConfig, args.adapt))
+            ours.adapt_defaults = apply_overrides(ours.adapt_defaults, args.adapt)
         models = {"meta": ours}
         if args.transfer:
             models["transfer"] = checkpoint.load(args.transfer, args.device)

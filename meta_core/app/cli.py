@@ -17,7 +17,7 @@ import torch.distributed
 
 from .. import checkpoint
 from ..adaptation import adapt
-from ..config import (ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig, parse_overrides,
+from ..config import (ALGORITHMS, RESOLUTIONS, STRATEGIES, AdaptConfig, MetaConfig, ModelConfig, apply_overrides,
                       to_json)
 from ..data import load_image_folder, load_task_folder, load_unlabeled_folder, to_float
 from ..errors import ConfigError, MetaGANError
@@ -49,8 +49,8 @@ def cmd_train(args) -> int:
         if args.steps is not None:
             cfg = dataclasses.replace(cfg, steps=args.steps)
     else:
-        inner = AdaptConfig(steps=args.inner_steps, lr_g=args.inner_lr, lr_d=args.inner_lr, batch_size=args.batch_size,
-                            strategy=args.strategy)
+        inner = apply_overrides(AdaptConfig(steps=args.inner_steps, lr_g=args.inner_lr, lr_d=args.inner_lr,
+                                            batch_size=args.batch_size, strategy=args.strategy), args.inner_set)
         cfg = MetaConfig(algorithm=args.algorithm, steps=args.steps or MetaConfig.steps, meta_batch=args.meta_batch,
                          support_size=args.support, seed=args.seed, inner=inner)
         if args.init:  # e.g. a pooled-pretrained model: meta-learning builds on it
@@ -136,7 +136,7 @@ def cmd_adapt(args) -> int:
     refs = to_float(load_image_folder(args.references, base.resolution)) * 0.5 + 0.5
     changes = {k: v for k, v in {"steps": args.steps, "lr_g": args.lr, "lr_d": args.lr, "strategy": args.strategy,
                                  "batch_size": args.batch_size}.items() if v is not None}
-    cfg = dataclasses.replace(base.adapt_defaults, **changes, **parse_overrides(AdaptConfig, args.set))
+    cfg = apply_overrides(dataclasses.replace(base.adapt_defaults, **changes), args.set)
     bar = progress_bar(cfg.steps, "adapt", log_every=10.0)
 
     def on_step(p) -> None:
@@ -176,7 +176,7 @@ def cmd_bench_speed(args) -> int:
 
 def cmd_set_defaults(args) -> int:
     model = checkpoint.load(args.file)
-    cfg = dataclasses.replace(model.adapt_defaults, **parse_overrides(AdaptConfig, args.adapt))
+    cfg = apply_overrides(model.adapt_defaults, args.adapt)
     entries, _ = checkpoint.read_header(args.file)
     dtype = torch.float16 if any(e.get("dtype") == "F16" for e in entries.values()) else torch.float32
     checkpoint.save(model.with_params(model.g_params(), model.d_params(), adapt_defaults=cfg), args.file, dtype=dtype)
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--inner-lr", type=positive_float, default=AdaptConfig.lr_g, help="inner Adam learning rate")
     t.add_argument("--batch-size", type=positive_int, default=AdaptConfig.batch_size)
     t.add_argument("--strategy", choices=STRATEGIES, default="full", help="inner-loop strategy (default full)")
+    t.add_argument("--inner-set", default="", help="other inner-loop AdaptConfig fields, e.g. "
+                   "freeze_d_blocks=2,loss.r1_gamma=0.1,loss.r1_interval=16")
     t.add_argument("--channel-base", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_base,
                    help="channels at resolution r: min(channel_base // r, channel_max)")
     t.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
@@ -332,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sd = sub.add_parser("set-defaults", help="change the adaptation defaults stored in a checkpoint (in place)")
     sd.add_argument("file")
-    sd.add_argument("--adapt", required=True, help="AdaptConfig fields, e.g. steps=150,lr_g=5e-5,ema_half_life=20")
+    sd.add_argument("--adapt", required=True, help="AdaptConfig fields, e.g. steps=150,lr_g=5e-5,loss.r1_gamma=0.1")
     sd.set_defaults(func=cmd_set_defaults)
 
     i = sub.add_parser("info", help="print a checkpoint's metadata and parameter summary")
