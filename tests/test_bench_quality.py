@@ -4,7 +4,7 @@ import json
 import pytest
 
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
-from meta_core.app.bench_quality import gates, main, run, summarise
+from meta_core.app.bench_quality import gates, main, prior_fit, prior_gate, run, summarise
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
@@ -81,3 +81,19 @@ def test_gates_pass_only_when_every_target_is_met():
     between = gates(gate_result(1.5, 0.35, 0.25, 1.2))  # within 2x everywhere but below on none
     assert [line[:6] for line in between if line.startswith("- ")] == ["- PASS", "- FAIL", "- PASS", "- PASS",
                                                                        "- PASS"]
+
+
+def test_prior_fit_scores_the_unadapted_model_against_real_halves(tmp_path):
+    train = write_task_folder(tmp_path / "train", tasks=2, per_task=20, size=16)
+    ev = tmp_path / "ev.safetensors"
+    train_evaluator([str(train)], str(ev), epochs=1, batch=8, log=lambda *a: None)
+    evaluator = load_evaluator(str(ev))
+    fit = prior_fit(tiny_model(16), evaluator, str(train), samples=10)
+    assert fit["images"] == 10 and fit["styles"] == ["style0", "style1"]
+    assert fit["fd"] > fit["real_halves_fd"] >= 0 and fit["ratio"] == pytest.approx(fit["fd"] / fit["real_halves_fd"])
+    assert prior_gate(dict(fit, ratio=10.0)).startswith("- PASS") and prior_gate(dict(fit, ratio=10.5)).startswith(
+        "- FAIL")
+    assert prior_fit(tiny_model(16), evaluator, str(train), exclude=("style1",), samples=10)["styles"] == ["style0"]
+    few = write_task_folder(tmp_path / "few", tasks=1, per_task=6, size=16)
+    with pytest.raises(ConfigError, match="at least 20"):
+        prior_fit(tiny_model(16), evaluator, str(few))

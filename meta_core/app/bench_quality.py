@@ -198,6 +198,28 @@ def gates(result: dict, method: str = "meta", k: int = GATE_K) -> list[str]:
             f"(lowest {min(copies, key=copies.get)}: {min(copies.values()):.2f})"]
 
 
+def prior_fit(model: MetaGAN, evaluator, tasks_dir: str, exclude: tuple[str, ...] = (), samples: int = 1000,
+              seed: int = 0) -> dict:
+    """The unadapted model against the pooled images of its training styles: FD of `samples` samples to one random
+    half of the pooled images (at most `samples` of them) and, as the floor, FD between that half and another."""
+    tasks = load_task_folder(tasks_dir, model.resolution, exclude=exclude)
+    pooled = torch.cat(tasks.images)
+    n = min(samples, pooled.shape[0] // 2)
+    if n < 10:
+        raise ConfigError(f"{tasks_dir} has {pooled.shape[0]} training images; the prior fit needs at least 20")
+    order = torch.randperm(pooled.shape[0], generator=derived_generator(seed, 0x9F17))
+    real_f = evaluator.features(to_float(pooled[order[: 2 * n]]) * 0.5 + 0.5)
+    fd = metrics.frechet_distance(evaluator.features(sample(model, seed=seed, count=n)), real_f[:n])
+    floor = metrics.frechet_distance(real_f[n:], real_f[:n])
+    return {"styles": tasks.names, "images": n, "fd": fd, "real_halves_fd": floor, "ratio": fd / max(floor, 1e-12)}
+
+
+def prior_gate(fit: dict) -> str:
+    return (f"- {'PASS' if fit['ratio'] <= 10 else 'FAIL'} the unadapted model on its {len(fit['styles'])} training "
+            f"styles within 10x the real-halves FD ({fit['fd']:.2f} against {fit['real_halves_fd']:.2f}: "
+            f"{fit['ratio']:.1f}x, {fit['images']} images each)")
+
+
 def write_figure(result: dict, path: Path) -> None:
     """Per style: the references, then 8 samples per method (rows), each row labelled on the left."""
     tiles, labels = [], []
@@ -242,6 +264,9 @@ def main(argv=None) -> int:
                    help="adapt and sample each cell this many times (same references, other seeds) and report means")
     p.add_argument("--adapt", default="", help="change ours' stored adaptation defaults for this run, e.g. "
                    "lr_g=5e-5,lr_d=5e-5,ema_half_life=20 (to compare candidates before storing one)")
+    p.add_argument("--prior-fit", metavar="TRAIN_DIR", help="also score ours unadapted against the pooled images of "
+                   "its training styles in this folder (with --exclude), the fourth absolute gate")
+    p.add_argument("--exclude", default="", help="task names in --prior-fit's folder that ours was not trained on")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="folder for results.json, results.md and figure.png")
     args = p.parse_args(argv)
@@ -257,7 +282,12 @@ def main(argv=None) -> int:
         if args.dcgan:
             models["dcgan"] = checkpoint.load(args.dcgan, args.device)
         budgets = [int(b) or models["meta"].adapt_defaults.steps for b in args.budgets.split(",")]
-        result = run(models, load_evaluator(args.evaluator, args.device), args.heldout,
+        evaluator = load_evaluator(args.evaluator, args.device)
+        fit = None
+        if args.prior_fit:
+            fit = prior_fit(models["meta"], evaluator, args.prior_fit, tuple(x for x in args.exclude.split(",") if x),
+                            seed=args.seed)
+        result = run(models, evaluator, args.heldout,
                      args.styles.split(",") if args.styles else None, [int(k) for k in args.shots.split(",")],
                      budgets, args.samples, args.seed, methods=args.methods.split(",") if args.methods else None,
                      repeats=args.repeats)
@@ -266,7 +296,9 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = summarise(result)
+    if fit is not None:
+        result["prior_fit"] = fit
+    table = summarise(result) + ("\n" + prior_gate(fit) if fit is not None else "")
     (out / "results.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "figure"}, indent=1))
     write_figure(result, out / "figure.png")
