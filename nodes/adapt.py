@@ -9,6 +9,7 @@ import torch
 from ..meta_core import adapt as adapt_model
 from ..meta_core.config import AugmentConfig
 from ..meta_core.errors import ConfigError
+from ..meta_core.fastpath import FastPath
 from ..meta_core.images import prepare_references
 from ..meta_core.sampling import sample
 from ..meta_core.seeding import latents
@@ -84,7 +85,8 @@ class MetaGANFewShotAdapt:
             shown = grid(list(p.preview(z_preview).split(PREVIEW_COLUMNS))) if p.step % every == 0 else None
             progress(p.step, p.total, shown)
 
-        result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step)
+        result = adapt_model(meta_gan, refs, cfg, generator=torch.Generator().manual_seed(seed), on_step=on_step,
+                             fast=FastPath())
         shown_refs = prepare_references(refs[:PREVIEW_COUNT], meta_gan.resolution)
         samples = sample(result.model, seed, PREVIEW_COUNT)
         preview = grid([*shown_refs.split(PREVIEW_COLUMNS), *samples.split(PREVIEW_COLUMNS)])

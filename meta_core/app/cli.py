@@ -143,7 +143,8 @@ def cmd_adapt(args) -> int:
         bar.set_postfix(d=f"{p.d_loss:.3f}", g=f"{p.g_loss:.3f}", refresh=False)
         bar.update(p.step - bar.n)
 
-    result = adapt(base, refs, cfg, seed=args.seed, on_step=on_step)
+    result = adapt(base, refs, cfg, seed=args.seed, on_step=on_step,
+                   fast=FastPath.reference() if args.reference_path else FastPath())
     bar.close()
     if args.delta:
         checkpoint.save_delta(result.model, args.out)
@@ -299,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--strategy", choices=STRATEGIES, help="default: the checkpoint's")
     a.add_argument("--batch-size", type=positive_int)
     a.add_argument("--set", default="", help="other AdaptConfig fields, e.g. ema_half_life=20,freeze_d_blocks=2")
+    a.add_argument("--reference-path", action="store_true", help="adapt on the reference path (slower; the fast "
+                   "path, the default, is tested against it)")
     a.add_argument("--delta", action="store_true", help="with --strategy modulation: write a small delta file")
     common(a)
     a.set_defaults(func=cmd_adapt)
