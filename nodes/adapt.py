@@ -61,7 +61,8 @@ class MetaGANFewShotAdapt:
             "meta_gan": (META_GAN, {"tooltip": "The model to adapt, from Load MetaGAN."}),
             "references": ("IMAGE", {"tooltip": "1 to 64 images of the character or style, any size."}),
             "steps": ("INT", {"default": 0, "min": 0, "max": 5000,
-                              "tooltip": "Adaptation steps; 0 uses the checkpoint's default (chosen on validation styles)."}),
+                              "tooltip": "Adaptation steps; 0 uses the checkpoint's default (chosen on "
+                                         "validation styles)."}),
             "learning_rate": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.1, "step": 0.0001, "round": False,
                                         "tooltip": "Adam learning rate of G and D; 0 uses the checkpoint's default."}),
             "strategy": ([DEFAULT, "full", "freeze_d", "modulation"],
