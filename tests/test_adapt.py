@@ -97,10 +97,8 @@ def test_same_seed_same_result_different_seed_differs(device):
     assert a == b != c
 
 
-def test_forced_non_finite_loss_rolls_back(monkeypatch):
-    model = tiny_model(16)
-    refs = random_images(4, 16)
-    one_step = adapt(model, refs, tiny_adapt(steps=1), seed=5).model
+def nan_g_loss_on_second_call(monkeypatch) -> None:
+    """The second call of the G loss (the second step's G step) returns NaN."""
     calls = {"n": 0}
     real_g_loss = losses.g_loss
 
@@ -110,6 +108,13 @@ def test_forced_non_finite_loss_rolls_back(monkeypatch):
         return out * float("nan") if calls["n"] == 2 else out
 
     monkeypatch.setattr(losses, "g_loss", nan_on_second_call)
+
+
+def test_forced_non_finite_loss_rolls_back(monkeypatch):
+    model = tiny_model(16)
+    refs = random_images(4, 16)
+    one_step = adapt(model, refs, tiny_adapt(steps=1), seed=5).model
+    nan_g_loss_on_second_call(monkeypatch)
     result = adapt(model, refs, tiny_adapt(steps=2), seed=5)
     assert result.stats.rollbacks == 1
     assert params_equal(result.model.g_params(), one_step.g_params())
@@ -251,15 +256,7 @@ def test_ema_adaptation_rolls_back_its_average_too(monkeypatch):
     refs = random_images(4, 16)
     cfg = tiny_adapt(steps=1, ema_half_life=1.0)
     one_step = adapt(model, refs, cfg, seed=5).model
-    calls = {"n": 0}
-    real_g_loss = losses.g_loss
-
-    def nan_on_second_call(*args, **kwargs):
-        calls["n"] += 1
-        out = real_g_loss(*args, **kwargs)
-        return out * float("nan") if calls["n"] == 2 else out
-
-    monkeypatch.setattr(losses, "g_loss", nan_on_second_call)
+    nan_g_loss_on_second_call(monkeypatch)
     result = adapt(model, refs, dataclasses.replace(cfg, steps=2), seed=5)
     assert result.stats.rollbacks == 1
     assert params_equal(result.model.g_params(), one_step.g_params())

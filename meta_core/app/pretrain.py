@@ -49,15 +49,12 @@ def run(args) -> int:
         model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
                                                channel_max=args.channel_max, arch=args.arch)
         g_source = checkpoint.load(args.init_g, device) if args.init_g else None
-        d_cfg = dataclasses.replace(model_cfg.discriminator, arch=args.d_arch or args.arch,
+        # --init-g: that checkpoint's generator (config and EMA weights) under a new discriminator
+        g_cfg = g_source.config.generator if g_source is not None else model_cfg.generator
+        d_cfg = dataclasses.replace(model_cfg.discriminator, resolution=g_cfg.resolution, arch=args.d_arch or args.arch,
                                     channel_base=args.d_channel_base or args.channel_base,
                                     channel_max=args.d_channel_max or args.channel_max)
-        if g_source is not None:  # its generator (config and EMA weights), a new discriminator
-            d_cfg = dataclasses.replace(d_cfg, resolution=g_source.resolution)
-            model_cfg = ModelConfig(g_source.config.generator, d_cfg)
-        else:
-            model_cfg = ModelConfig(model_cfg.generator, d_cfg)
-        model = MetaGAN.create(model_cfg, seed=args.seed, adapt_defaults=adapt_defaults)
+        model = MetaGAN.create(ModelConfig(g_cfg, d_cfg), seed=args.seed, adapt_defaults=adapt_defaults)
         if d_cfg.arch == "projected":
             model.D.features.load_state_dict(load_lite0_weights(args.features or lite0_weights_path()))
         if g_source is not None:
