@@ -16,7 +16,7 @@ import torch
 
 from meta_core import ConfigError, TrainingDivergedError, adapt, losses, sample
 from meta_core.config import AugmentConfig, LossConfig
-from meta_core.fastpath import FastPath
+from meta_core.fastpath import CPU_CHECK_EVERY, FastPath, native_bf16_cpu
 from meta_core.loop import GANStep, InnerLoop, StepProgress, draw_step_noise
 from meta_core.meta import MetaTrainer
 from meta_core.sampling import Sampler
@@ -73,7 +73,7 @@ def image_diff(a, b, seed=11, count=8):
 def test_options_resolve_per_device_and_refuse_cuda_only_ones_elsewhere():
     cpu = FastPath().resolve("cpu")
     assert (cpu.channels_last, cpu.foreach, cpu.bf16_sample, cpu.bf16_train, cpu.cuda_graph, cpu.vmap_tasks,
-            cpu.check_every) == (True, True, False, False, False, False, 1)
+            cpu.check_every) == (True, True, False, native_bf16_cpu(), False, False, CPU_CHECK_EVERY)
     cuda = FastPath().resolve("cuda")
     assert (cuda.bf16_sample, cuda.bf16_train, cuda.cuda_graph, cuda.vmap_tasks, cuda.check_every) == \
         (True, False, True, True, None)
@@ -88,6 +88,15 @@ def test_options_resolve_per_device_and_refuse_cuda_only_ones_elsewhere():
     assert ref.check_every == 1
 
 
+@pytest.mark.parametrize("flags, native", [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16 amx_tile", True),
+                                           ("fpu avx2 avx512f avx512bw", False)])
+def test_native_bf16_reads_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: some cpu\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert native_bf16_cpu(str(cpuinfo)) is native
+    assert native_bf16_cpu(str(tmp_path / "missing")) is False  # not Linux: fp32
+
+
 # --- adaptation --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("strategy", ["full", "freeze_d", "modulation"])
@@ -95,7 +104,7 @@ def test_fast_adaptation_without_channels_last_is_exact_on_cpu(strategy):
     model, refs = tiny_model(16), random_images(5, 16)
     cfg = tiny_adapt(steps=5, strategy=strategy, lr_g=0.01, lr_d=0.01)
     ref = adapt(model, refs, cfg, seed=7)
-    fast = adapt(model, refs, cfg, seed=7, fast=FastPath(channels_last=False, check_every=2))
+    fast = adapt(model, refs, cfg, seed=7, fast=FastPath(channels_last=False, bf16_train=False, check_every=2))
     assert params_equal(ref.model.g_params(), fast.model.g_params())
     assert params_equal(ref.model.d_params(), fast.model.d_params())
     assert ref.stats.d_loss == fast.stats.d_loss and ref.stats.g_loss == fast.stats.g_loss
