@@ -47,7 +47,7 @@ def adaptation_config(model, steps, learning_rate, strategy, augment):
 class MetaGANFewShotAdapt:
     DESCRIPTION = ("Adapt a meta-learned GAN to a few reference images of one character or style (1-64 images, "
                    "any size). Returns a new model (the loaded one is untouched) and a preview grid: references on "
-                   "top, fresh samples below. Cancel stops it within one step.")
+                   "top, fresh samples below. Cancel stops it within ten steps (a few seconds).")
     CATEGORY = "MetaGAN/adapt"
     FUNCTION = "adapt"
     RETURN_TYPES = (META_GAN, "IMAGE")

@@ -125,6 +125,9 @@ def main() -> None:
         return
     if args.references is None or args.samples is None:
         ap.error("--references and --samples are needed (or --thumbnails)")
+    if len(list(args.samples.glob("preview_*.png"))) > 1:  # one per run: older runs' samples would sort first
+        raise SystemExit(f"{args.samples} holds the images of more than one run; run the workflow into an empty "
+                         "--output folder")
     rows = [first_pngs(args.references, args.count), first_pngs(args.samples, args.count)]
     _to_pil(tile(rows, pad=GAP)).save(args.out)
     print(f"wrote {args.out}")
