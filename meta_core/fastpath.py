@@ -50,6 +50,7 @@ from .errors import ConfigError
 
 CPU_FEATURES = ("channels_last", "foreach")                     # what the auto setting turns on everywhere ...
 CUDA_FEATURES = ("bf16_sample", "cuda_graph", "vmap_tasks")     # ... and in addition on CUDA
+NATIVE_BF16_CPU_FEATURES = ("bf16_train",)                      # ... and on a CPU with bf16 in hardware
 CPU_CHECK_EVERY = 10   # steps per finiteness check on a CPU: the snapshot's cost amortised, progress still fluent
 CPU_SAMPLE_BATCH = 32  # measured: 1.5-2x the sampling throughput of 256 or 1024 images per G call on a CPU
 FLAGS = ("bf16_sample", "bf16_train", "channels_last", "foreach", "cuda_graph", "vmap_tasks")
@@ -95,11 +96,12 @@ class FastPath:
         device = torch.device(device)
         cuda = device.type == "cuda"
 
+        auto = {*CPU_FEATURES, *(CUDA_FEATURES if cuda else ()),
+                *(NATIVE_BF16_CPU_FEATURES if device.type == "cpu" and native_bf16_cpu() else ())}
+
         def pick(name: str, value, cuda_only: bool) -> bool:
             if value is None:
-                if name == "bf16_train":
-                    return device.type == "cpu" and native_bf16_cpu()
-                return name in CPU_FEATURES or (cuda and name in CUDA_FEATURES)
+                return name in auto
             if value and cuda_only and not cuda:
                 raise ConfigError(f"fast path option {name}=True needs a CUDA device, not {device}: leave it unset "
                                   f"(None) to use what helps on {device.type}")
