@@ -227,8 +227,9 @@ def from_dict(cls, data: dict):
 
 def apply_overrides(cfg, text: str):
     """`cfg` (a config dataclass) with the changes of "name=value,name=value" applied: scalar fields
-    (numbers, strings, true/false) and, dotted, those of nested configs ("loss.r1_gamma=0.1"). For the
-    command line; raises ConfigError listing the fields there are for an unknown name or a bad value."""
+    (numbers, strings, true/false), tuples of strings joined by "+" ("augment.ops=translation+cutout"; "none"
+    for the empty tuple) and, dotted, those of nested configs ("loss.r1_gamma=0.1"). For the command line;
+    raises ConfigError listing the fields there are for an unknown name or a bad value."""
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
@@ -240,13 +241,16 @@ def apply_overrides(cfg, text: str):
 def _override(cfg, path: list[str], value: str, item: str):
     hints = typing.get_type_hints(type(cfg))
     fields = {f.name: hints[f.name] for f in dataclasses.fields(cfg)}
-    kinds = {n: k for n, k in fields.items() if k in (int, float, str, bool) or dataclasses.is_dataclass(k)}
+    kinds = {n: k for n, k in fields.items()
+             if k in (int, float, str, bool, tuple[str, ...]) or dataclasses.is_dataclass(k)}
     head, kind = path[0], kinds.get(path[0])
     if kind is None or dataclasses.is_dataclass(kind) != (len(path) > 1):
         choices = ", ".join(f"{n}.<field>" if dataclasses.is_dataclass(k) else n for n, k in sorted(kinds.items()))
         raise ConfigError(f"cannot set {item!r}: choose among {choices}")
     if len(path) > 1:
         return dataclasses.replace(cfg, **{head: _override(getattr(cfg, head), path[1:], value, item)})
+    if kind == tuple[str, ...]:
+        return dataclasses.replace(cfg, **{head: () if value == "none" else tuple(value.split("+"))})
     try:
         parsed = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
     except (KeyError, ValueError):

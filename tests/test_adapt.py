@@ -269,7 +269,9 @@ def test_overrides_apply_typed_and_nested_fields_and_name_the_choices():
                                       loss=dataclasses.replace(base.loss, r1_gamma=0.1),
                                       augment=dataclasses.replace(base.augment, adaptive=True))
     assert apply_overrides(base, "") == base
-    for bad, match in (("steps=1.5", "not a valid int"), ("augment=x", "augment.<field>"), ("steps", "name=value"),
+    assert apply_overrides(base, "augment.ops=translation+cutout").augment.ops == ("translation", "cutout")
+    assert apply_overrides(base, "augment.ops=none").augment.ops == ()
+    for bad, match in (("augment.ops=blur", "unknown augmentation op"), ("steps=1.5", "not a valid int"), ("augment=x", "augment.<field>"), ("steps", "name=value"),
                        ("loss.nope=1", "r1_gamma"), ("strategy=lora", "unknown strategy")):
         with pytest.raises(ConfigError, match=match):
             apply_overrides(base, bad)

@@ -1,4 +1,6 @@
 """The CLI end to end, in subprocesses, on tiny settings."""
+import json
+import math
 import os
 import subprocess
 import sys
@@ -6,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from meta_core import checkpoint
 from tests.helpers import write_task_folder
@@ -38,6 +41,22 @@ def test_train_writes_a_checkpoint_with_provenance(trained):
     assert meta["meta_step"] == "3"
     assert '"command"' in meta["provenance"] and '"wall_seconds"' in meta["provenance"]
     assert '"tasks": 3' in meta["provenance"]
+
+
+def test_train_logs_every_outer_step_and_writes_a_sample_grid(trained):
+    root, _, _ = trained
+    lines = [json.loads(x) for x in (root / "m" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3] and all(math.isfinite(x["d_loss"]) for x in lines)
+    grid = Image.open(root / "m" / "fakes_step000003.png")
+    assert grid.size == (8 * 16 + 9, 8 * 16 + 9)  # 8 x 8 tiles of 16 px, 1 px apart
+
+
+def test_train_half_writes_float16_weights(trained, tmp_path):
+    _, tasks, _ = trained
+    out = tmp_path / "h.safetensors"
+    run("train", "--tasks", tasks, "--out", out, "--steps", "1", "--half", *TINY)
+    entries, _ = checkpoint.read_header(out)
+    assert {e["dtype"] for e in entries.values() if e["dtype"] != "I64"} == {"F16"}
 
 
 def test_resume_extends_the_run(trained, tmp_path):

@@ -26,7 +26,7 @@ from ..meta import MetaTrainer, init_distributed
 from ..model import MetaGAN
 from ..sampling import sample
 from . import bench_quality, bench_speed, dicebear, evaluator, pretrain
-from .common import REPO, hardware, progress_bar, resolve_device, save_png
+from .common import REPO, hardware, progress_bar, resolve_device, save_grid, save_png
 
 EXIT_USER_ERROR = 2
 
@@ -81,15 +81,22 @@ def cmd_train(args) -> int:
         **({"init": model.provenance.get("init")} if "init" in model.provenance else {}),
     }
 
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("")
+    log = None
+    if main_rank:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(run_dir / "log.jsonl", "a")
+
     def write(final: bool = False) -> None:
         if not main_rank:
             return
         wall = previous_wall + time.perf_counter() - started
         out = trainer.current_model(provenance={**provenance, "steps": trainer.step,
                                                 "wall_seconds": round(wall, 1)})
-        checkpoint.save(out, args.out)
+        checkpoint.save(out, args.out, dtype=torch.float16 if args.half else torch.float32)
+        save_grid(out, run_dir / f"fakes_step{trainer.step:06d}.png")
         if not final:
-            bar.write(f"checkpoint: step {trainer.step} -> {args.out}", file=sys.stderr)
+            bar.write(f"checkpoint: step {trainer.step} -> {args.out}, {run_dir}/fakes_step*.png", file=sys.stderr)
 
     bar = progress_bar(cfg.steps, "meta-train", start=trainer.step, log_every=args.log_every)
     last_save = time.perf_counter()
@@ -109,6 +116,8 @@ def cmd_train(args) -> int:
                 trainer.fit_schedule(min(cfg.steps, stats.step + int((args.minutes * 60 - elapsed) * done / elapsed)))
                 bar.total = trainer.cfg.steps
         if main_rank:
+            log.write(json.dumps(dataclasses.asdict(stats)) + "\n")
+            log.flush()
             bar.set_postfix(d=f"{stats.d_loss:.3f}", g=f"{stats.g_loss:.3f}", eps=f"{stats.eps:.3f}", refresh=False)
             bar.update(stats.step - bar.n)
         due = (args.checkpoint_every and stats.step % args.checkpoint_every == 0) or \
@@ -122,6 +131,7 @@ def cmd_train(args) -> int:
     finally:
         if main_rank:
             bar.close()
+            log.close()
     write(final=True)
     if main_rank:
         print(f"wrote {args.out} (step {trainer.step})")
@@ -283,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fast", action="store_true", help=FAST_HELP)
     t.add_argument("--checkpoint-every", type=int, default=100, help="write --out every N steps (0: off)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and at least every M minutes")
+    t.add_argument("--run-dir", help="folder for fakes_step*.png (theta's fixed-seed samples at every checkpoint) and "
+                   "log.jsonl (one line per outer step; default: --out without its suffix)")
+    t.add_argument("--half", action="store_true", help="write --out in float16 (half the file; loads as float32)")
     t.add_argument("--log-every", type=float, default=30.0, help="seconds between progress lines off a terminal")
     common(t)
     t.set_defaults(func=cmd_train)

@@ -1,4 +1,5 @@
-"""Helpers the command-line tools share: device choice, hardware description, PNG writing, progress bars."""
+"""Helpers the command-line tools share: device choice, hardware description, PNG writing, sample grids,
+progress bars."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,8 +12,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..images import tile
+from ..sampling import sample
 
 REPO = Path(__file__).resolve().parents[2]  # the pack's folder (bundled checkpoints, tools)
+GRID_SEED = 0x6A1D  # the same latents in every training grid of every run
+GRID_SIZE = 8       # an 8 x 8 grid
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,6 +44,12 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     """[3, H, W] in 0..1 -> 8-bit RGB PNG."""
     arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
     Image.fromarray(arr).save(path)
+
+
+def save_grid(model, path: Path) -> None:
+    """`model`'s fixed-seed 8 x 8 sample grid as a PNG (StyleGAN's fakes*.png: watch a run learn)."""
+    grid = sample(model, GRID_SEED, GRID_SIZE * GRID_SIZE)
+    save_png(tile(list(grid.view(GRID_SIZE, GRID_SIZE, *grid.shape[1:])), pad=1), path)
 
 
 def progress_bar(total: int, label: str, start: int = 0, log_every: float = 30.0) -> tqdm:

@@ -18,16 +18,10 @@ from .. import checkpoint
 from ..config import ARCHS, D_ARCHS, AdaptConfig, LossConfig, ModelConfig
 from ..data import load_task_folder
 from ..fastpath import FastPath
-from ..images import tile
 from ..model import MetaGAN
 from ..pretraining import PretrainConfig, Pretrainer
 from ..projected import load_lite0_weights
-from ..sampling import sample
-from .common import hardware, lite0_weights_path, progress_bar, resolve_device, save_png
-
-GRID_SEED = 0x6A1D  # the same latents in every grid of every run
-GRID_SIZE = 8       # an 8 x 8 grid
-
+from .common import hardware, lite0_weights_path, progress_bar, resolve_device, save_grid
 
 def state_path(args) -> Path:
     return Path(args.state) if args.state else Path(args.out).with_suffix(".state.safetensors")
@@ -95,9 +89,7 @@ def run(args) -> int:
                           "steps_this_piece": trainer.steps_done - first}
         checkpoint.save(out, args.out)
         trainer.save_state(state, {"wall_seconds": round(wall, 1)})
-        grid = sample(out, GRID_SEED, GRID_SIZE * GRID_SIZE)
-        save_png(tile(list(grid.view(GRID_SIZE, GRID_SIZE, *grid.shape[1:])), pad=1),
-                 run_dir / f"fakes{trainer.images_shown // 1000:06d}.png")
+        save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}.png")
         bar.write(f"step {trainer.steps_done} ({trainer.images_shown / 1000:.1f} kimg): {args.out}, {state}, "
                   f"{run_dir}/fakes*.png", file=sys.stderr)
 
