@@ -16,8 +16,8 @@ from ..meta_core.seeding import latents
 from .common import META_GAN, Progress, grid, image_to_nchw
 
 DEFAULT = "checkpoint default"
-AUGMENT_CHOICES = {"diffaugment": AugmentConfig(), "adaptive (ADA)": AugmentConfig(probability=0.5, adaptive=True),
-                   "off": AugmentConfig(ops=())}
+AUGMENT_CHOICES = {"diffaugment": AugmentConfig(), "translation only": AugmentConfig(ops=("translation",)),
+                   "adaptive (ADA)": AugmentConfig(probability=0.5, adaptive=True), "off": AugmentConfig(ops=())}
 PREVIEW_COUNT = 8
 PREVIEW_COLUMNS = 4  # references in a 4 x 2 block above samples in a 4 x 2 block: a square that reads at a glance
 PREVIEW_UPDATES = 10  # live previews per run
@@ -70,7 +70,8 @@ class MetaGANFewShotAdapt:
                                      "(only G's styles and biases: smallest change, saves as a small delta)."}),
             "augment": ([DEFAULT, *AUGMENT_CHOICES],
                         {"tooltip": "Differentiable augmentation of real and fake images: keeps D from memorising "
-                                    "few references."}),
+                                    "few references. diffaugment shifts colours, translates and cuts out; "
+                                    "translation only keeps the references' colours (the 64 px default)."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                              "tooltip": "Seed of every random draw of the adaptation, and of the preview samples."}),
         }}

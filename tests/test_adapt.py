@@ -271,7 +271,8 @@ def test_overrides_apply_typed_and_nested_fields_and_name_the_choices():
     assert apply_overrides(base, "") == base
     assert apply_overrides(base, "augment.ops=translation+cutout").augment.ops == ("translation", "cutout")
     assert apply_overrides(base, "augment.ops=none").augment.ops == ()
-    for bad, match in (("augment.ops=blur", "unknown augmentation op"), ("steps=1.5", "not a valid int"), ("augment=x", "augment.<field>"), ("steps", "name=value"),
+    for bad, match in (("augment.ops=blur", "unknown augmentation op"),
+                       ("steps=1.5", "not a valid int"), ("augment=x", "augment.<field>"), ("steps", "name=value"),
                        ("loss.nope=1", "r1_gamma"), ("strategy=lora", "unknown strategy")):
         with pytest.raises(ConfigError, match=match):
             apply_overrides(base, bad)

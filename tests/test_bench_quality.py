@@ -1,10 +1,12 @@
 """The quality benchmark end to end on tiny models and data (a smoke test of the pipeline, not of quality)."""
+import dataclasses
 import json
 
 import pytest
 
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
-from meta_core.app.bench_quality import gates, main, prior_fit, prior_gate, run, summarise
+from meta_core.app.bench_quality import gates, main, method_setup, prior_fit, prior_gate, run, summarise
+from meta_core.config import AugmentConfig
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, write_task_folder
@@ -97,3 +99,14 @@ def test_prior_fit_scores_the_unadapted_model_against_real_halves(tmp_path):
     few = write_task_folder(tmp_path / "few", tasks=1, per_task=6, size=16)
     with pytest.raises(ConfigError, match="at least 20"):
         prior_fit(tiny_model(16), evaluator, str(few))
+
+
+def test_transfer_adapts_by_ours_recipe_with_freeze_d():
+    ours, pooled = tiny_model(16, seed=0), tiny_model(16, seed=1)
+    for aug, expected in ((AugmentConfig(ops=("translation",)), AugmentConfig(ops=("translation",))),
+                          (AugmentConfig(ops=()), AugmentConfig()),
+                          (AugmentConfig(probability=0.5, adaptive=True), AugmentConfig())):
+        ours.adapt_defaults = AdaptConfig(steps=7, lr_g=3e-4, lr_d=5e-4, batch_size=4, strategy="full", augment=aug)
+        model, cfg = method_setup("transfer", {"meta": ours, "transfer": pooled}, budget=3, seed=0)
+        assert model is pooled
+        assert cfg == dataclasses.replace(ours.adapt_defaults, steps=3, strategy="freeze_d", augment=expected)

@@ -6,7 +6,8 @@ of the fixed evaluator network:
 
   (a) meta      the meta-learned checkpoint (ours), its own adaptation defaults;
   (b) transfer  the same architecture pretrained on the pooled training styles, fine-tuned with FreezeD
-                and DiffAugment (the standard transfer-learning baseline);
+                and DiffAugment (the standard transfer-learning baseline), otherwise by ours' defaults
+                (learning rates, batch, DiffAugment ops where ours uses plain DiffAugment);
   (c) scratch   the same architecture from random weights, trained on the K images with DiffAugment;
   (d) unlabeled meta-trained on the same images with style labels thrown away (k-means pseudo-tasks);
   (e) dcgan     the textbook recipe: a DCGAN-family model (`--dcgan`, pretrained pooled by `pretrain` with
@@ -59,8 +60,9 @@ def method_setup(name: str, models: dict[str, MetaGAN], budget: int, seed: int):
         return ours, base_cfg
     if name == "unlabeled":
         return models["unlabeled"], dataclasses.replace(models["unlabeled"].adapt_defaults, steps=budget)
-    if name == "transfer":
-        return models["transfer"], dataclasses.replace(base_cfg, strategy="freeze_d", augment=AugmentConfig())
+    if name == "transfer":  # ours' recipe with FreezeD; ours' DiffAugment ops where ours uses them, else the full set
+        augment = base_cfg.augment if base_cfg.augment.ops and not base_cfg.augment.adaptive else AugmentConfig()
+        return models["transfer"], dataclasses.replace(base_cfg, strategy="freeze_d", augment=augment)
     if name == "dcgan":
         return models["dcgan"], dataclasses.replace(models["dcgan"].adapt_defaults, steps=budget,
                                                     augment=AugmentConfig(), **DCGAN_RECIPE)
