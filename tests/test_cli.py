@@ -209,3 +209,14 @@ def test_fast_path_training_records_it(trained, tmp_path):
         "2", "--batch-size", "4", "--support", "3", "--device", "cpu", "--fast")
     assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(pre)["provenance"]
     assert '"fast_path": "channels_last+foreach' in checkpoint.read_metadata(out)["provenance"]
+
+
+def test_pretrain_takes_its_augmentation_ops_and_refuses_unknown_ones(trained, tmp_path):
+    _, tasks, _ = trained
+    pre = tmp_path / "pre.safetensors"
+    args = ["pretrain", "--tasks", tasks, "--out", pre, "--steps", "1", "--resolution", "16", "--channel-base", "256",
+            "--channel-max", "16", "--batch-size", "4", "--device", "cpu"]
+    run(*args, "--augment-ops", "translation")
+    assert '"ops": ["translation"]' in checkpoint.read_metadata(pre)["provenance"]
+    proc = run(*args, "--augment-ops", "translation+blur", check=False)
+    assert proc.returncode == 2 and "unknown augmentation op" in proc.stderr and "Traceback" not in proc.stderr

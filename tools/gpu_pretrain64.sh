@@ -15,6 +15,7 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 MINUTES=${MINUTES:-7}
 BATCH=${BATCH:-128}
+AUG_OPS=${AUG_OPS:-color+translation+cutout}  # DiffAugment ops (pretrain --augment-ops)
 PACKED=${PACKED:-.gpu/train64}
 WORK=${WORK:-/tmp/metagan_gpu64}
 INIT=${INIT:-checkpoints/metagan_64.safetensors}
@@ -26,7 +27,7 @@ $PY tools/pack_tasks.py unpack "$PACKED" "$WORK/train64"
 say "data unpacked"
 piece() {  # minutes out
   $PY -m meta_core pretrain --tasks "$WORK/train64" --init "$INIT" --out "$2" --arch dcgan \
-    --batch-size "$BATCH" --lr 0.0002 --r1-gamma 0.1 --r1-interval 16 --steps 100000000 --minutes "$1" \
+    --batch-size "$BATCH" --lr 0.0002 --r1-gamma 0.1 --r1-interval 16 --steps 100000000 --minutes "$1" --augment-ops "$AUG_OPS" \
     --checkpoint-minutes 2 --fast --bf16 --device "$DEVICE" --seed 2
 }
 piece 0.5 "$WORK/timing.safetensors" 2>&1 | tr '\r' '\n' | grep -E "it/s|s/it|pretraining on|wrote" | tail -n 3

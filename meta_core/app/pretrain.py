@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .. import checkpoint
-from ..config import ARCHS, D_ARCHS, AdaptConfig, LossConfig, ModelConfig
+from ..config import AUGMENT_OPS, ARCHS, D_ARCHS, AdaptConfig, AugmentConfig, LossConfig, ModelConfig, apply_overrides
 from ..data import load_task_folder
 from ..fastpath import FastPath
 from ..model import MetaGAN
@@ -31,7 +31,8 @@ def run(args) -> int:
     device = resolve_device(args.device)
     exclude = tuple(x for x in (args.exclude or "").split(",") if x)
     cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         ema_kimg=args.ema_kimg, loss=LossConfig(r1_gamma=args.r1_gamma, r1_interval=args.r1_interval))
+                         ema_kimg=args.ema_kimg, loss=LossConfig(r1_gamma=args.r1_gamma, r1_interval=args.r1_interval),
+                         augment=apply_overrides(AugmentConfig(), f"ops={args.augment_ops}"))
     adapt_defaults = AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")
     if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
         adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
@@ -151,6 +152,8 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
     pt.add_argument("--ema-kimg", type=float, default=PretrainConfig.ema_kimg, help="EMA half-life in kimg")
+    pt.add_argument("--augment-ops", default="+".join(AUGMENT_OPS), help="DiffAugment ops joined by + (default "
+                    f"{'+'.join(AUGMENT_OPS)}; none: off)")
     pt.add_argument("--batch-size", type=positive_int, default=PretrainConfig.batch_size)
     pt.add_argument("--channel-base", type=positive_int, default=channel_base)
     pt.add_argument("--channel-max", type=positive_int, default=channel_max)
