@@ -23,6 +23,7 @@ from ..pretraining import PretrainConfig, Pretrainer
 from ..projected import load_lite0_weights
 from .common import hardware, lite0_weights_path, progress_bar, resolve_device, save_grid
 
+
 def state_path(args) -> Path:
     return Path(args.state) if args.state else Path(args.out).with_suffix(".state.safetensors")
 
