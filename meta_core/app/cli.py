@@ -26,7 +26,7 @@ from ..meta import MetaTrainer, init_distributed
 from ..model import MetaGAN
 from ..sampling import sample
 from . import bench_quality, bench_speed, dicebear, evaluator, pretrain
-from .common import REPO, hardware, progress_bar, resolve_device, save_grid, save_png
+from .common import REPO, hardware, open_run_dir, progress_bar, resolve_device, save_grid, save_png
 
 EXIT_USER_ERROR = 2
 
@@ -81,11 +81,7 @@ def cmd_train(args) -> int:
         **({"init": model.provenance.get("init")} if "init" in model.provenance else {}),
     }
 
-    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("")
-    log = None
-    if main_rank:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(run_dir / "log.jsonl", "a")
+    run_dir, log = open_run_dir(args.run_dir, args.out) if main_rank else (None, None)
 
     def write(final: bool = False) -> None:
         if not main_rank:

@@ -6,6 +6,7 @@ import importlib.util
 import platform
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from PIL import Image
@@ -44,6 +45,14 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     """[3, H, W] in 0..1 -> 8-bit RGB PNG."""
     arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
     Image.fromarray(arr).save(path)
+
+
+def open_run_dir(run_dir: str | None, out: str) -> tuple[Path, TextIO]:
+    """A training run's folder (`run_dir`, default `out` without its suffix), made if missing, and its
+    `log.jsonl` opened for appending (one JSON line per logged step)."""
+    folder = Path(run_dir) if run_dir else Path(out).with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, open(folder / "log.jsonl", "a")
 
 
 def save_grid(model, path: Path) -> None:

@@ -21,7 +21,7 @@ from ..fastpath import FastPath
 from ..model import MetaGAN
 from ..pretraining import PretrainConfig, Pretrainer
 from ..projected import load_lite0_weights
-from .common import hardware, lite0_weights_path, progress_bar, resolve_device, save_grid
+from .common import hardware, lite0_weights_path, open_run_dir, progress_bar, resolve_device, save_grid
 
 
 def state_path(args) -> Path:
@@ -63,9 +63,7 @@ def run(args) -> int:
     previous_wall = 0.0
     if args.resume:
         previous_wall = float(trainer.load_state(args.resume).get("wall_seconds", 0.0))
-    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "log.jsonl", "a")
+    run_dir, log = open_run_dir(args.run_dir, args.out)
     provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
                   "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
                   "hardware": hardware(device), "fast_path": trainer.fast.describe()}
