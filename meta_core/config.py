@@ -27,6 +27,14 @@ def _check_resolution(resolution: int) -> None:
            f"resolution {resolution} is not supported: choose one of {', '.join(map(str, RESOLUTIONS))}")
 
 
+def _check_style(style_lr_mul: float, arch: str) -> None:
+    _check(isinstance(style_lr_mul, (int, float)) and 0.0 <= style_lr_mul < float("inf"),
+           f"style_lr_mul {style_lr_mul} must be a finite number >= 0 (0: no style vector)")
+    _check(style_lr_mul == 0 or arch == "dcgan",
+           f"a style vector (style_lr_mul {style_lr_mul}) exists for the dcgan arch only, not {arch!r}: "
+           "use --arch dcgan or leave it at 0")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     resolution: int = 64          # output side in pixels, a power of two
@@ -37,9 +45,11 @@ class GeneratorConfig:
     channel_base: int = 2048      # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 128
     arch: str = "stylegan2"       # "stylegan2" (mapping + modulated convs) or "dcgan" (transposed convs, pixel norm)
+    style_lr_mul: float = 0.0     # > 0: a learned style vector added to w, scaled by this (class-conditional; dcgan)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
+        _check_style(self.style_lr_mul, self.arch)
         _check(self.arch in ARCHS, f"unknown generator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         _check(self.arch != "dcgan" or self.w_dim == self.z_dim,
                f"a dcgan generator's w is its normalised z: give w_dim = z_dim ({self.z_dim}), not {self.w_dim}")
@@ -58,9 +68,11 @@ class DiscriminatorConfig:
     channel_max: int = 128
     mbstd: bool = True         # minibatch standard-deviation feature at 4x4
     arch: str = "stylegan2"    # "stylegan2" (residual blocks), "dcgan" (strided 4x4 convs) or "projected"
+    style_lr_mul: float = 0.0  # > 0: a learned style vector projected on the pooled features, scaled by this (dcgan)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
+        _check_style(self.style_lr_mul, self.arch)
         _check(self.arch in D_ARCHS,
                f"unknown discriminator arch {self.arch!r}: choose one of {', '.join(D_ARCHS)}")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -64,18 +64,32 @@ class MetaGAN:
         Modules are built on the meta device and the tensors assigned, so nothing is initialised twice
         and it works for inference tensors too (ComfyUI runs nodes under `torch.inference_mode`).
         """
+        config = changes.get("config", self.config)  # a new config may add parameters (`with_style_vectors`)
         with torch.device("meta"):
-            G, D = build_generator(self.config.generator), build_discriminator(self.config.discriminator)
+            G, D = build_generator(config.generator), build_discriminator(config.discriminator)
         # buffers (a projected D's frozen features) are not trained: they come along unchanged
         for new, old, params in ((G, self.G, g), (D, self.D, d)):
             tensors = {**dict(old.named_buffers()), **params}
             new.load_state_dict({k: v.detach().clone() for k, v in tensors.items()}, assign=True)
         G.requires_grad_(False).eval()
         D.requires_grad_(False).eval()
-        fields = dict(config=self.config, G=G, D=D, adapt_defaults=self.adapt_defaults, meta_config=self.meta_config,
+        fields = dict(config=config, G=G, D=D, adapt_defaults=self.adapt_defaults, meta_config=self.meta_config,
                       meta_step=self.meta_step, provenance=dict(self.provenance), base_hash=self.base_hash)
         fields.update(changes)
         return MetaGAN(**fields)
+
+    def with_style_vectors(self, lr_mul: float, generator: bool = True, discriminator: bool = True) -> MetaGAN:
+        """This model with zero style vectors added (to G, D or both; see `GeneratorConfig.style_lr_mul`): it draws
+        exactly the same images and gives the same logits until they are trained. Vectors already there are kept."""
+        gcfg, dcfg = self.config.generator, self.config.discriminator
+        g, d = self.g_params(), self.d_params()
+        if generator and not gcfg.style_lr_mul:
+            gcfg = replace(gcfg, style_lr_mul=lr_mul)
+            g = {**g, "style": torch.zeros(gcfg.z_dim, device=self.device)}
+        if discriminator and not dcfg.style_lr_mul:
+            dcfg = replace(dcfg, style_lr_mul=lr_mul)
+            d = {**d, "style": torch.zeros(self.D.out.in_channels - int(dcfg.mbstd), device=self.device)}
+        return self.with_params(g, d, config=ModelConfig(gcfg, dcfg))
 
     def content_hash(self) -> str:
         """SHA-256 over tensor names, dtypes, shapes and bytes: identifies weights, not files."""

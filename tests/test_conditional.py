@@ -1,0 +1,117 @@
+"""Class-conditional pretraining: style vectors in G and D, one per task in pretraining, their mean in checkpoints."""
+import dataclasses
+
+import pytest
+import torch
+
+from meta_core import MetaGAN, ModelConfig, PretrainConfig, Pretrainer, load, save
+from meta_core.data import TaskSet
+from meta_core.errors import ConfigError
+from meta_core.loop import InnerLoop
+from tests.helpers import random_images, tiny_adapt
+
+MUL = 20.0
+
+
+def tiny_dcgan(seed: int = 0) -> MetaGAN:
+    return MetaGAN.create(ModelConfig.for_resolution(16, channel_base=128, channel_max=16, z_dim=16, arch="dcgan"),
+                          seed=seed)
+
+
+def three_tasks() -> TaskSet:
+    g = torch.Generator().manual_seed(0)
+    return TaskSet(list("abc"), [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "abc"])
+
+
+def recipe() -> PretrainConfig:
+    adapt = tiny_adapt()
+    return PretrainConfig(lr_g=0.01, lr_d=0.01, batch_size=4, seed=5, augment=adapt.augment, loss=adapt.loss)
+
+
+def test_zero_style_vectors_change_nothing():
+    plain = tiny_dcgan()
+    styled = plain.with_style_vectors(MUL)
+    assert styled.config.generator.style_lr_mul == MUL and styled.config.discriminator.style_lr_mul == MUL
+    assert set(styled.g_params()) - set(plain.g_params()) == {"style"}
+    z, x = torch.randn(5, 16), random_images(5) * 2 - 1
+    torch.testing.assert_close(styled.G(z), plain.G(z), rtol=0, atol=0)
+    torch.testing.assert_close(styled.D(x), plain.D(x), rtol=0, atol=0)
+    assert styled.with_style_vectors(2.0).config == styled.config  # vectors already there are kept
+
+
+def test_the_discriminators_style_is_a_projection_on_its_pooled_features():
+    model = tiny_dcgan().with_style_vectors(MUL)
+    style = torch.randn_like(model.D.style)
+    x = random_images(3) * 2 - 1
+    plain = model.D(x)
+    feats = x
+    for block in model.D.blocks:
+        feats = torch.nn.functional.leaky_relu(block(feats), 0.2)
+    with torch.no_grad():
+        model.D.style.copy_(style)
+    expected = plain + (feats.mean(dim=(2, 3)) * style * MUL).sum(dim=1)
+    torch.testing.assert_close(model.D(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_of_style_rows_draws_each_sample_in_its_own_style():
+    model = tiny_dcgan().with_style_vectors(MUL)
+    table = torch.randn(2, 16) * 0.05
+    z = torch.randn(4, 16)
+    labels = torch.tensor([0, 1, 1, 0])
+    batch = torch.func.functional_call(model.G, {**model.g_params(), "style": table[labels]}, (z,))
+    for i, c in enumerate(labels.tolist()):
+        one = torch.func.functional_call(model.G, {**model.g_params(), "style": table[c]}, (z[i:i + 1],))
+        torch.testing.assert_close(batch[i:i + 1], one, rtol=1e-5, atol=1e-5)
+
+
+def test_pretraining_keeps_one_style_per_task_and_trains_only_the_rows_it_drew():
+    tasks = three_tasks()
+    cfg = dataclasses.replace(recipe(), batch_size=2)  # two reals: at least one task's row is not drawn
+    trainer = Pretrainer(tiny_dcgan().with_style_vectors(MUL), tasks, cfg)
+    assert trainer.g["style"].shape == (3, 16) and trainer.d["style"].shape == (3, 16)
+    assert trainer.m_g["style"].shape == (3, 16)
+    trainer.step()
+    drawn = set(trainer.labels[torch.randint(0, 12, (2,), generator=torch.Generator().manual_seed(5))].tolist())
+    for c in range(3):  # Adam's first step moves a row exactly when it had a gradient
+        moved_g = bool(trainer.g["style"][c].abs().sum() > 0)
+        moved_d = bool(trainer.d["style"][c].abs().sum() > 0)
+        assert moved_g == moved_d == (c in drawn), (c, drawn)
+
+
+def test_the_checkpoint_keeps_the_mean_style_and_resumes_exactly(tmp_path):
+    tasks = three_tasks()
+    straight = Pretrainer(tiny_dcgan().with_style_vectors(MUL), tasks, recipe())
+    for _ in range(4):
+        straight.step()
+    out = straight.current_model()
+    torch.testing.assert_close(out.G.style, straight.ema["style"].mean(dim=0))
+    torch.testing.assert_close(out.D.style, straight.d["style"].mean(dim=0))
+    back = load(save(out, tmp_path / "c.safetensors"))
+    assert back.config == out.config and torch.equal(back.G.style, out.G.style)
+    first = Pretrainer(tiny_dcgan().with_style_vectors(MUL), tasks, recipe())
+    for _ in range(2):
+        first.step()
+    first.save_state(tmp_path / "s.safetensors")
+    resumed = Pretrainer(tiny_dcgan().with_style_vectors(MUL), tasks, recipe())
+    resumed.load_state(tmp_path / "s.safetensors")
+    for _ in range(2):
+        resumed.step()
+    for name in ("g", "ema", "d", "m_d", "v_g"):
+        a, b = getattr(straight, name), getattr(resumed, name)
+        assert all(torch.equal(a[n], b[n]) for n in a), name
+
+
+def test_adaptation_moves_the_style_vectors_at_their_multiplier():
+    model = tiny_dcgan().with_style_vectors(MUL)
+    g, d, _ = InnerLoop(model, tiny_adapt(steps=2, lr_g=0.01, lr_d=0.01)).run(
+        model.g_params(), model.d_params(), random_images(4) * 2 - 1, torch.Generator().manual_seed(1))
+    moved = float((g["style"] * MUL).abs().max())  # in the units G adds to w
+    # two Adam steps (betas 0, 0.99) move a parameter less than 3 lr: the style moves MUL times that
+    assert 3 * 0.01 < moved < 3 * 0.01 * MUL
+
+
+def test_style_vectors_are_for_the_dcgan_arch_only():
+    with pytest.raises(ConfigError, match="dcgan arch only"):
+        ModelConfig.for_resolution(16, arch="stylegan2").generator.__class__(style_lr_mul=1.0)
+    with pytest.raises(ConfigError, match="finite number"):
+        ModelConfig.for_resolution(16, arch="dcgan").generator.__class__(arch="dcgan", z_dim=128, style_lr_mul=-1.0)
