@@ -164,13 +164,23 @@ class Pretrainer:
             raise TrainingDivergedError(f"pretraining collapsed at step {self.steps_done} (diversity "
                                         f"{diversity:.1e}): resume from an earlier state with lower learning rates")
 
-    def current_model(self, **changes) -> MetaGAN:
-        """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show); a
-        conditional model's style vectors are the mean over the tasks (the style adaptation starts from)."""
+    @property
+    def styles(self) -> int:
+        """How many tasks have a style vector of their own (0: not a class-conditional model)."""
+        return int(self.ema["style"].shape[0]) if "style" in self.ema else 0
+
+    def current_model(self, style: int | None = None, **changes) -> MetaGAN:
+        """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show). A
+        conditional model's style vectors are the mean over the tasks (the style adaptation starts from), or
+        task `style`'s own."""
         provenance = dict(self.model.provenance, pretrained={
             "steps": self.steps_done, "images_shown": self.images_shown, "config": asdict(self.cfg)})
-        g = {n: t.contiguous() for n, t in _mean_style(self.ema).items()}
-        d = {n: t.contiguous() for n, t in _mean_style(self.d).items()}
+        if style is None:
+            g, d = _mean_style(self.ema), _mean_style(self.d)
+        else:
+            g, d = ({**tree, "style": tree["style"][style]} for tree in (self.ema, self.d))
+        g = {n: t.contiguous() for n, t in g.items()}
+        d = {n: t.contiguous() for n, t in d.items()}
         return self.model.with_params(g, d, **{"provenance": provenance, **changes})
 
     # --- exact resume ------------------------------------------------------------------------------

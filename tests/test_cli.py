@@ -232,6 +232,11 @@ def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
     model = checkpoint.load(styled)
     assert model.config.generator.style_lr_mul == 20 and model.config.discriminator.style_lr_mul == 20
     assert float(model.G.style.abs().sum()) > 0 and float(model.D.style.abs().sum()) > 0  # trained from zero
+    grids = sorted((tmp_path / "styled").glob("fakes*.png"))
+    per_style = [p for p in grids if not p.stem.endswith("_mean")]
+    assert per_style and len(grids) == 2 * len(per_style)  # one row per task's style, and the mean style's grid
+    tasks_n = sum(1 for p in Path(tasks).iterdir() if p.is_dir())
+    assert Image.open(per_style[-1]).height == tasks_n * 17 + 1  # 16 px tiles, 1 px apart
     proc = run("pretrain", "--out", tmp_path / "x.safetensors", "--style-lr-mul", "20", "--steps", "1",
                *args[:-2], check=False)
     assert proc.returncode != 0 and "dcgan arch only" in proc.stderr and "Traceback" not in proc.stderr

@@ -115,3 +115,13 @@ def test_style_vectors_are_for_the_dcgan_arch_only():
         ModelConfig.for_resolution(16, arch="stylegan2").generator.__class__(style_lr_mul=1.0)
     with pytest.raises(ConfigError, match="finite number"):
         ModelConfig.for_resolution(16, arch="dcgan").generator.__class__(arch="dcgan", z_dim=128, style_lr_mul=-1.0)
+
+
+def test_a_tasks_own_style_samples_as_that_row_of_the_table():
+    trainer = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), recipe())
+    for _ in range(3):
+        trainer.step()
+    assert trainer.styles == 3 and Pretrainer(tiny_dcgan(), three_tasks(), recipe()).styles == 0
+    one = trainer.current_model(style=1)
+    assert torch.equal(one.G.style, trainer.ema["style"][1]) and torch.equal(one.D.style, trainer.d["style"][1])
+    assert not torch.equal(one.G.style, trainer.current_model().G.style)

@@ -55,10 +55,15 @@ def open_run_dir(run_dir: str | None, out: str) -> tuple[Path, TextIO]:
     return folder, open(folder / "log.jsonl", "a")
 
 
-def save_grid(model, path: Path) -> None:
-    """`model`'s fixed-seed 8 x 8 sample grid as a PNG (StyleGAN's fakes*.png: watch a run learn)."""
-    grid = sample(model, GRID_SEED, GRID_SIZE * GRID_SIZE)
-    save_png(tile(list(grid.view(GRID_SIZE, GRID_SIZE, *grid.shape[1:])), pad=1), path)
+def save_grid(model, path: Path, rows: list | None = None) -> None:
+    """`model`'s fixed-seed 8 x 8 sample grid as a PNG (StyleGAN's fakes*.png: watch a run learn); with `rows`
+    (models), one row of 8 per model, all from the same latents (a conditional run's styles)."""
+    if rows:
+        grid = torch.stack([sample(m, GRID_SEED, GRID_SIZE) for m in rows])
+    else:
+        grid = sample(model, GRID_SEED, GRID_SIZE * GRID_SIZE)
+        grid = grid.view(GRID_SIZE, GRID_SIZE, *grid.shape[1:])
+    save_png(tile(list(grid), pad=1), path)
 
 
 def progress_bar(total: int, label: str, start: int = 0, log_every: float = 30.0) -> tqdm:

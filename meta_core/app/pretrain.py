@@ -91,7 +91,11 @@ def run(args) -> int:
                           "steps_this_piece": trainer.steps_done - first}
         checkpoint.save(out, args.out)
         trainer.save_state(state, {"wall_seconds": round(wall, 1)})
-        save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}.png")
+        # a conditional run shows one row per task's style (fakes*.png) and the mean style adaptation starts from
+        styles = [trainer.current_model(style=i) for i in range(trainer.styles)]
+        save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}.png", rows=styles)
+        if styles:
+            save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}_mean.png")
         bar.write(f"step {trainer.steps_done} ({trainer.images_shown / 1000:.1f} kimg): {args.out}, {state}, "
                   f"{run_dir}/fakes*.png", file=sys.stderr)
 
