@@ -4,18 +4,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.func import functional_call
 
 from .config import AdaptConfig
+from .errors import ConfigError
 from .fastpath import FastPath
 from .images import prepare_references
 from .loop import AdaptStats, InnerLoop, StepCallback, diverged_error
 from .model import MetaGAN
+from .seeding import latents
 
 
 @dataclass
 class AdaptResult:
     model: MetaGAN     # the adapted model (a new one; the input is untouched)
     stats: AdaptStats  # steps, rollbacks, loss history, wall time
+
+
+STYLE_PROBE_SEED = 0x57F1E  # fixed latents for choosing a starting style: the choice depends on the references only
+STYLE_PROBE_SAMPLES = 32
+
+
+@torch.no_grad()
+def nearest_style(model: MetaGAN, real: torch.Tensor) -> int:
+    """The training style (a row of a class-conditional G's `styles`) whose samples lie nearest the references
+    `real` [K, 3, R, R] in [-1, 1]: the distance of the mean features of D's trunk (its 4x4 activations,
+    mean-pooled), over fixed latents."""
+    styles = getattr(model.G, "styles", None)
+    if styles is None or not hasattr(model.D, "trunk"):
+        raise ConfigError("style_init 'nearest' needs a class-conditional dcgan checkpoint that keeps its training "
+                          "styles (pretrain --style-lr-mul); use style_init=stored with this one")
+
+    def features(img: torch.Tensor) -> torch.Tensor:
+        return model.D.trunk(img).float().mean(dim=(2, 3)).mean(dim=0)
+
+    z = latents(STYLE_PROBE_SEED, 0, STYLE_PROBE_SAMPLES, model.config.generator.z_dim).to(real.device)
+    target = features(real)
+    g = model.g_params()
+    dist = [(features(functional_call(model.G, {**g, "style": row}, (z,))) - target).square().sum() for row in styles]
+    return int(torch.stack(dist).argmin())
 
 
 def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, generator: torch.Generator | None = None,
@@ -49,10 +76,16 @@ def adapt(model: MetaGAN, references, config: AdaptConfig | None = None, *, gene
         real = prepare_references(references, model.resolution, background).to(model.device).clone() * 2 - 1
         g = {n: t.detach().clone() for n, t in model.g_params().items()}
         d = {n: t.detach().clone() for n, t in model.d_params().items()}
+        start = {}
+        if cfg.style_init == "nearest":
+            index = nearest_style(model, real)
+            g["style"] = model.G.styles[index].detach().clone()
+            start = {"style_init": index}
         g, d, stats = InnerLoop(model, cfg, fast).run(g, d, real, generator, on_step)
         if stats.rollbacks >= stats.steps:  # every step undone: the "adapted" model would be the input
             raise diverged_error(stats.rollbacks, stats.steps, cfg)
         base_hash = model.content_hash() if cfg.strategy == "modulation" else None
         provenance = dict(model.provenance, adapted={"references": int(real.shape[0]), "steps": cfg.steps,
-                                                      "strategy": cfg.strategy, "seconds": round(stats.seconds, 3)})
+                                                      "strategy": cfg.strategy, "seconds": round(stats.seconds, 3),
+                                                      **start})
         return AdaptResult(model.with_params(g, d, base_hash=base_hash, provenance=provenance), stats)

@@ -10,6 +10,7 @@ from .errors import ConfigError
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)  # 8 and 16 exist for tests; the product uses 32..256
 STRATEGIES = ("full", "freeze_d", "modulation")
+STYLE_INITS = ("stored", "nearest")
 LOSSES = ("ns_logistic", "minimax")
 AUGMENT_OPS = ("color", "translation", "cutout")
 ALGORITHMS = ("reptile", "fomaml")
@@ -46,10 +47,14 @@ class GeneratorConfig:
     channel_max: int = 128
     arch: str = "stylegan2"       # "stylegan2" (mapping + modulated convs) or "dcgan" (transposed convs, pixel norm)
     style_lr_mul: float = 0.0     # > 0: a learned style vector added to w, scaled by this (class-conditional; dcgan)
+    style_count: int = 0          # training styles whose vectors the checkpoint keeps (adaptation can start from one)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
         _check_style(self.style_lr_mul, self.arch)
+        _check(isinstance(self.style_count, int) and self.style_count >= 0 and
+               (self.style_count == 0 or self.style_lr_mul > 0),
+               f"style_count {self.style_count} must be an integer >= 0, and 0 unless style_lr_mul > 0")
         _check(self.arch in ARCHS, f"unknown generator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         _check(self.arch != "dcgan" or self.w_dim == self.z_dim,
                f"a dcgan generator's w is its normalised z: give w_dim = z_dim ({self.z_dim}), not {self.w_dim}")
@@ -156,6 +161,7 @@ class AdaptConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     max_rollbacks: int = 5                    # consecutive non-finite steps tolerated before giving up
     ema_half_life: float = 0.0                # steps; > 0 returns an EMA of G's trained weights (0: the last ones)
+    style_init: str = "stored"                # conditional G: start from its "stored" style or the "nearest" one
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -171,6 +177,8 @@ class AdaptConfig:
                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         _check(self.freeze_d_blocks >= 0, "freeze_d_blocks must be non-negative")
         _check(self.max_rollbacks >= 0, "max_rollbacks must be non-negative")
+        _check(self.style_init in STYLE_INITS,
+               f"unknown style_init {self.style_init!r}: choose one of {', '.join(STYLE_INITS)}")
         _check(isinstance(self.ema_half_life, (int, float)) and 0.0 <= self.ema_half_life < float("inf"),
                f"ema_half_life {self.ema_half_life} must be a finite number of steps >= 0 (0 turns the EMA off)")
 

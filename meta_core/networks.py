@@ -271,6 +271,8 @@ class DCGANGenerator(nn.Module):
         if cfg.style_lr_mul:
             # the style the samples are drawn in; pretraining swaps in [N, z_dim], one row per sample's style
             self.style = nn.Parameter(torch.zeros(cfg.z_dim))
+        if cfg.style_count:  # the training styles' vectors (not trained: where adaptation may start from)
+            self.register_buffer("styles", torch.zeros(cfg.style_count, cfg.z_dim))
 
     def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, 3, R, R]
         if self.cfg.style_lr_mul:
@@ -312,10 +314,14 @@ class DCGANDiscriminator(nn.Module):
             # pretraining swaps in [N, C], one row per image's style
             self.style = nn.Parameter(torch.zeros(chans[-1]))
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
+    def trunk(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N, C, 4, 4]
         x = img
         for block in self.blocks:
             x = F.leaky_relu(block(x), 0.2)
+        return x
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
+        x = self.trunk(img)
         projection = None
         if self.cfg.style_lr_mul:
             projection = (x.float().mean(dim=(2, 3)) * (self.style * self.cfg.style_lr_mul)).sum(dim=1)

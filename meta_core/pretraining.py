@@ -13,7 +13,7 @@ the mean vectors, the style that adaptation starts from and moves.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from safetensors.torch import load_file
@@ -94,15 +94,18 @@ class Pretrainer:
         self.labels = self.labels.to(dev)
         styles = len(tasks.images)
 
-        def own_tree(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        stored = getattr(model.G, "styles", None)  # a conditional checkpoint's per-task vectors
+
+        def own_tree(params: dict[str, torch.Tensor], table: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
             tree = {n: own(t) for n, t in params.items()}
-            if "style" in tree:  # one style vector per task, all starting from the model's
-                tree["style"] = tree["style"].expand(styles, -1).clone()
+            if "style" in tree:  # one style vector per task: the stored ones where they fit, else the model's
+                fits = table is not None and table.shape[0] == styles
+                tree["style"] = table.clone() if fits else tree["style"].expand(styles, -1).clone()
             return tree
 
-        self.g = own_tree(model.g_params())
+        self.g = own_tree(model.g_params(), stored)
         self.d = own_tree(model.d_params())
-        self.ema = own_tree(model.g_params())
+        self.ema = own_tree(model.g_params(), stored)
         self.m_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
@@ -181,6 +184,10 @@ class Pretrainer:
             g, d = ({**tree, "style": tree["style"][style]} for tree in (self.ema, self.d))
         g = {n: t.contiguous() for n, t in g.items()}
         d = {n: t.contiguous() for n, t in d.items()}
+        if self.styles:  # the checkpoint keeps every task's (EMA) vector too: adaptation may start from one
+            gcfg = replace(self.model.config.generator, style_count=self.styles)
+            g["styles"] = self.ema["style"].contiguous()
+            changes.setdefault("config", replace(self.model.config, generator=gcfg))
         return self.model.with_params(g, d, **{"provenance": provenance, **changes})
 
     # --- exact resume ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from meta_core import MetaGAN, ModelConfig, PretrainConfig, Pretrainer, load, save
+from meta_core import MetaGAN, ModelConfig, PretrainConfig, Pretrainer, adapt, load, save
+from meta_core.adaptation import nearest_style
 from meta_core.data import TaskSet
 from meta_core.errors import ConfigError
 from meta_core.loop import InnerLoop
@@ -125,3 +126,44 @@ def test_a_tasks_own_style_samples_as_that_row_of_the_table():
     one = trainer.current_model(style=1)
     assert torch.equal(one.G.style, trainer.ema["style"][1]) and torch.equal(one.D.style, trainer.d["style"][1])
     assert not torch.equal(one.G.style, trainer.current_model().G.style)
+
+
+def trained_styles(steps: int = 3) -> Pretrainer:
+    trainer = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), recipe())
+    for _ in range(steps):
+        trainer.step()
+    return trainer
+
+
+def test_the_checkpoint_keeps_every_tasks_style_and_a_new_piece_starts_from_them(tmp_path):
+    trainer = trained_styles()
+    out = load(save(trainer.current_model(), tmp_path / "c.safetensors"))
+    assert out.config.generator.style_count == 3
+    assert torch.equal(out.G.styles, trainer.ema["style"]) and "styles" not in out.g_params()  # kept, not trained
+    again = Pretrainer(out, three_tasks(), recipe())
+    assert torch.equal(again.g["style"], trainer.ema["style"]) and torch.equal(again.ema["style"], trainer.ema["style"])
+    two = TaskSet(["a", "b"], three_tasks().images[:2])  # other tasks: every row starts from the stored mean
+    assert torch.equal(Pretrainer(out, two, recipe()).g["style"], out.G.style.expand(2, -1))
+
+
+def test_nearest_style_finds_the_style_the_references_were_drawn_in():
+    model = trained_styles().current_model()
+    with torch.no_grad():  # three clearly different styles
+        model.G.styles.copy_(torch.randn(3, 16) * 0.1)
+    for c in range(3):
+        one = {**model.g_params(), "style": model.G.styles[c]}
+        refs = torch.func.functional_call(model.G, one, (torch.randn(6, 16),))
+        assert nearest_style(model, refs) == c
+
+
+def test_adaptation_can_start_from_the_nearest_style_and_says_which():
+    model = trained_styles().current_model()
+    refs = (random_images(4) * 2 - 1)
+    result = adapt(model, (refs + 1) / 2, tiny_adapt(steps=1, style_init="nearest"), seed=0)
+    index = nearest_style(model, refs)
+    assert result.model.provenance["adapted"]["style_init"] == index
+    from_row = model.with_params({**model.g_params(), "style": model.G.styles[index]}, model.d_params())
+    direct = adapt(from_row, (refs + 1) / 2, tiny_adapt(steps=1), seed=0)
+    assert torch.equal(result.model.G.style, direct.model.G.style)
+    with pytest.raises(ConfigError, match="class-conditional"):
+        adapt(tiny_dcgan(), (refs + 1) / 2, tiny_adapt(steps=1, style_init="nearest"))
