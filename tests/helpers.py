@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from meta_core import AdaptConfig, AugmentConfig, LossConfig, MetaGAN, ModelConfig
+from meta_core import AdaptConfig, AugmentConfig, LossConfig, MetaGAN, ModelConfig, PretrainConfig, Pretrainer
+from meta_core.data import TaskSet
 
 
 def tiny_config(resolution: int = 16) -> ModelConfig:
@@ -46,3 +47,29 @@ def write_task_folder(root: Path, tasks: int = 3, per_task: int = 5, size: int =
 
 def params_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+STYLE_LR_MUL = 20.0
+
+
+def tiny_dcgan(seed: int = 0) -> MetaGAN:
+    return MetaGAN.create(ModelConfig.for_resolution(16, channel_base=128, channel_max=16, z_dim=16, arch="dcgan"),
+                          seed=seed)
+
+
+def three_tasks() -> TaskSet:
+    g = torch.Generator().manual_seed(0)
+    return TaskSet(list("abc"), [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "abc"])
+
+
+def tiny_recipe() -> PretrainConfig:
+    adapt = tiny_adapt()
+    return PretrainConfig(lr_g=0.01, lr_d=0.01, batch_size=4, seed=5, augment=adapt.augment, loss=adapt.loss)
+
+
+def trained_styles(steps: int = 3) -> Pretrainer:
+    """A tiny class-conditional run on three tasks after a few steps."""
+    trainer = Pretrainer(tiny_dcgan().with_style_vectors(STYLE_LR_MUL), three_tasks(), tiny_recipe())
+    for _ in range(steps):
+        trainer.step()
+    return trainer

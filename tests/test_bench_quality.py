@@ -3,13 +3,15 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
-from meta_core.app.bench_quality import gates, main, method_setup, prior_fit, prior_gate, run, summarise
+from meta_core.app.bench_quality import (gates, main, method_setup, prior_fit, prior_gate, run, summarise,
+                                         unadapted_samples)
 from meta_core.config import AugmentConfig
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator
-from tests.helpers import tiny_model, write_task_folder
+from tests.helpers import tiny_model, trained_styles, write_task_folder
 
 
 def test_benchmark_runs_every_method_and_writes_its_outputs(tmp_path):
@@ -110,3 +112,19 @@ def test_transfer_adapts_by_ours_recipe_with_freeze_d():
         model, cfg = method_setup("transfer", {"meta": ours, "transfer": pooled}, budget=3, seed=0)
         assert model is pooled
         assert cfg == dataclasses.replace(ours.adapt_defaults, steps=3, strategy="freeze_d", augment=expected)
+
+
+def test_a_conditional_model_is_sampled_at_each_training_styles_own_vector():
+    model = trained_styles().current_model()
+    plain_cfg = ModelConfig(dataclasses.replace(model.config.generator, style_count=0), model.config.discriminator)
+    plain = MetaGAN.create(plain_cfg).with_params(model.g_params(), model.d_params())
+    assert not hasattr(plain.G, "styles")
+    with torch.no_grad():  # every style the stored one: the same stream as a model without styles
+        model.G.styles.copy_(model.G.style.expand_as(model.G.styles))
+    # (batches of another size: float sums may differ in the last bit)
+    torch.testing.assert_close(unadapted_samples(model, 3, 7), unadapted_samples(plain, 3, 7), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        model.G.styles[1].add_(1.0)
+    out = unadapted_samples(model, 3, 7)  # shares of 3, 2, 2: images 3-4 are drawn at style 1
+    torch.testing.assert_close(out[:3], unadapted_samples(plain, 3, 7)[:3], rtol=0, atol=1e-6)
+    assert not torch.allclose(out[3:5], unadapted_samples(plain, 3, 7)[3:5])

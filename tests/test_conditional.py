@@ -4,29 +4,15 @@ import dataclasses
 import pytest
 import torch
 
-from meta_core import MetaGAN, ModelConfig, PretrainConfig, Pretrainer, adapt, load, save
+from meta_core import ModelConfig, Pretrainer, adapt, load, save
 from meta_core.adaptation import nearest_style
 from meta_core.data import TaskSet
 from meta_core.errors import ConfigError
 from meta_core.loop import InnerLoop
-from tests.helpers import random_images, tiny_adapt
-
-MUL = 20.0
-
-
-def tiny_dcgan(seed: int = 0) -> MetaGAN:
-    return MetaGAN.create(ModelConfig.for_resolution(16, channel_base=128, channel_max=16, z_dim=16, arch="dcgan"),
-                          seed=seed)
+from tests.helpers import STYLE_LR_MUL as MUL
+from tests.helpers import random_images, three_tasks, tiny_adapt, tiny_dcgan, tiny_recipe as recipe, trained_styles
 
 
-def three_tasks() -> TaskSet:
-    g = torch.Generator().manual_seed(0)
-    return TaskSet(list("abc"), [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in "abc"])
-
-
-def recipe() -> PretrainConfig:
-    adapt = tiny_adapt()
-    return PretrainConfig(lr_g=0.01, lr_d=0.01, batch_size=4, seed=5, augment=adapt.augment, loss=adapt.loss)
 
 
 def test_zero_style_vectors_change_nothing():
@@ -126,13 +112,6 @@ def test_a_tasks_own_style_samples_as_that_row_of_the_table():
     one = trainer.current_model(style=1)
     assert torch.equal(one.G.style, trainer.ema["style"][1]) and torch.equal(one.D.style, trainer.d["style"][1])
     assert not torch.equal(one.G.style, trainer.current_model().G.style)
-
-
-def trained_styles(steps: int = 3) -> Pretrainer:
-    trainer = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), recipe())
-    for _ in range(steps):
-        trainer.step()
-    return trainer
 
 
 def test_the_checkpoint_keeps_every_tasks_style_and_a_new_piece_starts_from_them(tmp_path):

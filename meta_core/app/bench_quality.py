@@ -201,10 +201,23 @@ def gates(result: dict, method: str = "meta", k: int = GATE_K) -> list[str]:
             f"(lowest {min(copies, key=copies.get)}: {min(copies.values()):.2f})"]
 
 
+def unadapted_samples(model: MetaGAN, seed: int, count: int) -> torch.Tensor:
+    """`count` samples of `seed`; a model that keeps its training styles (`G.styles`) draws consecutive shares of the
+    stream at each style's vector in turn (as the pooled images hold every style)."""
+    styles = getattr(model.G, "styles", None)
+    if styles is None:
+        return sample(model, seed=seed, count=count)
+    g, d = model.g_params(), model.d_params()
+    shares = [part for part in torch.arange(count).tensor_split(styles.shape[0]) if part.numel()]
+    return torch.cat([sample(model.with_params({**g, "style": styles[i]}, d), seed=seed, count=part.numel(),
+                             start=int(part[0])) for i, part in enumerate(shares)])
+
+
 def prior_fit(model: MetaGAN, evaluator, tasks_dir: str, exclude: tuple[str, ...] = (), samples: int = 1000,
               seed: int = 0) -> dict:
     """The unadapted model against the pooled images of its training styles: FD of `samples` samples to one random
-    half of the pooled images (at most `samples` of them) and, as the floor, FD between that half and another."""
+    half of the pooled images (at most `samples` of them) and, as the floor, FD between that half and another.
+    A class-conditional model that keeps its training styles draws an equal share at each style's own vector."""
     tasks = load_task_folder(tasks_dir, model.resolution, exclude=exclude)
     pooled = torch.cat(tasks.images)
     n = min(samples, pooled.shape[0] // 2)
@@ -212,7 +225,7 @@ def prior_fit(model: MetaGAN, evaluator, tasks_dir: str, exclude: tuple[str, ...
         raise ConfigError(f"{tasks_dir} has {pooled.shape[0]} training images; the prior fit needs at least 20")
     order = torch.randperm(pooled.shape[0], generator=derived_generator(seed, 0x9F17))
     real_f = evaluator.features(to_float(pooled[order[: 2 * n]]) * 0.5 + 0.5)
-    fd = metrics.frechet_distance(evaluator.features(sample(model, seed=seed, count=n)), real_f[:n])
+    fd = metrics.frechet_distance(evaluator.features(unadapted_samples(model, seed, n)), real_f[:n])
     floor = metrics.frechet_distance(real_f[n:], real_f[:n])
     return {"styles": tasks.names, "images": n, "fd": fd, "real_halves_fd": floor, "ratio": fd / max(floor, 1e-12)}
 
