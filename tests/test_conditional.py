@@ -1,4 +1,5 @@
-"""Class-conditional pretraining: style vectors in G and D, one per task in pretraining, their mean in checkpoints."""
+"""Class-conditional pretraining: style vectors in G and D, one per task in pretraining; checkpoints keep the mean
+(where adaptation starts) and every task's G vector (where `style_init=nearest` may start)."""
 import dataclasses
 
 import pytest
@@ -13,14 +14,12 @@ from tests.helpers import STYLE_LR_MUL as MUL
 from tests.helpers import random_images, three_tasks, tiny_adapt, tiny_dcgan, tiny_recipe as recipe, trained_styles
 
 
-
-
 def test_zero_style_vectors_change_nothing():
     plain = tiny_dcgan()
     styled = plain.with_style_vectors(MUL)
     assert styled.config.generator.style_lr_mul == MUL and styled.config.discriminator.style_lr_mul == MUL
     assert set(styled.g_params()) - set(plain.g_params()) == {"style"}
-    z, x = torch.randn(5, 16), random_images(5) * 2 - 1
+    z, x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0)), random_images(5) * 2 - 1
     torch.testing.assert_close(styled.G(z), plain.G(z), rtol=0, atol=0)
     torch.testing.assert_close(styled.D(x), plain.D(x), rtol=0, atol=0)
     assert styled.with_style_vectors(2.0).config == styled.config  # vectors already there are kept
@@ -28,7 +27,7 @@ def test_zero_style_vectors_change_nothing():
 
 def test_the_discriminators_style_is_a_projection_on_its_pooled_features():
     model = tiny_dcgan().with_style_vectors(MUL)
-    style = torch.randn_like(model.D.style)
+    style = torch.randn(model.D.style.shape, generator=torch.Generator().manual_seed(1))
     x = random_images(3) * 2 - 1
     plain = model.D(x)
     feats = x
@@ -42,8 +41,9 @@ def test_the_discriminators_style_is_a_projection_on_its_pooled_features():
 
 def test_a_batch_of_style_rows_draws_each_sample_in_its_own_style():
     model = tiny_dcgan().with_style_vectors(MUL)
-    table = torch.randn(2, 16) * 0.05
-    z = torch.randn(4, 16)
+    gen = torch.Generator().manual_seed(2)
+    table = torch.randn(2, 16, generator=gen) * 0.05
+    z = torch.randn(4, 16, generator=gen)
     labels = torch.tensor([0, 1, 1, 0])
     batch = torch.func.functional_call(model.G, {**model.g_params(), "style": table[labels]}, (z,))
     for i, c in enumerate(labels.tolist()):
@@ -128,10 +128,11 @@ def test_the_checkpoint_keeps_every_tasks_style_and_a_new_piece_starts_from_them
 def test_nearest_style_finds_the_style_the_references_were_drawn_in():
     model = trained_styles().current_model()
     with torch.no_grad():  # three clearly different styles
-        model.G.styles.copy_(torch.randn(3, 16) * 0.1)
+        gen = torch.Generator().manual_seed(3)
+        model.G.styles.copy_(torch.randn(3, 16, generator=gen) * 0.1)
     for c in range(3):
         one = {**model.g_params(), "style": model.G.styles[c]}
-        refs = torch.func.functional_call(model.G, one, (torch.randn(6, 16),))
+        refs = torch.func.functional_call(model.G, one, (torch.randn(6, 16, generator=gen),))
         assert nearest_style(model, refs) == c
 
 
