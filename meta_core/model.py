@@ -88,7 +88,7 @@ class MetaGAN:
             g = {**g, "style": torch.zeros(gcfg.z_dim, device=self.device)}
         if discriminator and not dcfg.style_lr_mul:
             dcfg = replace(dcfg, style_lr_mul=lr_mul)
-            d = {**d, "style": torch.zeros(self.D.out.in_channels - int(dcfg.mbstd), device=self.device)}
+            d = {**d, "style": torch.zeros(dcfg.channels(4), device=self.device)}  # D's 4x4 features
         return self.with_params(g, d, config=ModelConfig(gcfg, dcfg))
 
     def content_hash(self) -> str:
