@@ -74,10 +74,14 @@ class DiscriminatorConfig:
     mbstd: bool = True         # minibatch standard-deviation feature at 4x4
     arch: str = "stylegan2"    # "stylegan2" (residual blocks), "dcgan" (strided 4x4 convs) or "projected"
     style_lr_mul: float = 0.0  # > 0: a learned style vector projected on the pooled features, scaled by this (dcgan)
+    spectral_norm: bool = False  # every conv's weight divided by its largest singular value (dcgan; Miyato 2018)
 
     def __post_init__(self):
         _check_resolution(self.resolution)
         _check_style(self.style_lr_mul, self.arch)
+        _check(not self.spectral_norm or self.arch == "dcgan",
+               f"spectral_norm exists for the dcgan discriminator only, not {self.arch!r}: use --arch dcgan or "
+               "leave it off")
         _check(self.arch in D_ARCHS,
                f"unknown discriminator arch {self.arch!r}: choose one of {', '.join(D_ARCHS)}")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")

