@@ -52,3 +52,18 @@ def test_head_to_head_across_methods_agrees_with_validation_summary(tmp_path):
     assert (h2h["wins"], h2h["cells"]) == (val["wins"], val["cells"]) == (2, 3)
     assert h2h["mean_log_ratio"] == pytest.approx(val["mean_log_ratio"])
     assert h2h["geomean_a"] == pytest.approx(val["fd_meta"])
+
+
+def test_time_adaptation_times_the_stored_default_or_a_changed_one(tmp_path, monkeypatch):
+    time_adaptation = load("time_adaptation")
+    from meta_core import checkpoint
+    from tests.helpers import tiny_model, write_task_folder
+    checkpoint.save(tiny_model(16), tmp_path / "m.safetensors")
+    folder = write_task_folder(tmp_path / "refs", tasks=1, per_task=3, size=16)
+    refs = next(p for p in folder.iterdir() if p.is_dir())
+    calls, original = [], time_adaptation.adapt
+    monkeypatch.setattr(time_adaptation, "adapt", lambda model, references, cfg, **kw: calls.append(
+        (tuple(references.shape), cfg.steps, kw["seed"])) or original(model, references, cfg, **kw))
+    assert time_adaptation.main(["--checkpoint", str(tmp_path / "m.safetensors"), "--references", str(refs),
+                                 "--shots", "2", "--repeats", "2", "--set", "steps=2"]) == 0
+    assert calls == [((2, 3, 16, 16), 2, 0), ((2, 3, 16, 16), 2, 1)]
