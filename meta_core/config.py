@@ -40,7 +40,7 @@ def _check_style(style_lr_mul: float, arch: str) -> None:
 class GeneratorConfig:
     resolution: int = 64          # output side in pixels, a power of two
     z_dim: int = 128              # latent z size
-    w_dim: int = 128              # style vector w size
+    w_dim: int = 128              # style vector w size (stylegan2; a dcgan's w is its 4x4 input features)
     mapping_layers: int = 4       # MLP depth of z -> w
     mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network (StyleGAN)
     channel_base: int = 2048      # channels at resolution r are min(channel_base // r, channel_max)
@@ -57,7 +57,8 @@ class GeneratorConfig:
                f"style_count {self.style_count} must be an integer >= 0, and 0 unless style_lr_mul > 0")
         _check(self.arch in ARCHS, f"unknown generator arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         _check(self.arch != "dcgan" or self.w_dim == self.z_dim,
-               f"a dcgan generator's w is its normalised z: give w_dim = z_dim ({self.z_dim}), not {self.w_dim}")
+               f"a dcgan generator has no w_dim of its own (its w is its 4x4 input features): give w_dim = z_dim "
+               f"({self.z_dim}), not {self.w_dim}")
         _check(self.z_dim > 0 and self.w_dim > 0, "z_dim and w_dim must be positive")
         _check(self.mapping_layers >= 1, "mapping_layers must be at least 1")
         _check(self.channel_base > 0 and self.channel_max > 0, "channel_base and channel_max must be positive")

@@ -224,7 +224,7 @@ def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 class ZNorm(nn.Module):
-    """The dcgan generator's `mapping`: w is z normalised to unit RMS (no parameters; truncation works on it)."""
+    """z normalised to unit RMS (no parameters): the dcgan generator's first step."""
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, z_dim]
         return z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
@@ -247,12 +247,16 @@ class UpBlock(nn.Module):
 class DCGANGenerator(nn.Module):
     """z [N, z_dim] -> image [N, 3, R, R] in [-1, 1]: the DCGAN generator with pixel norm in place of batch norm
     (so that image i of a seed never depends on the other images of its batch, and no running statistics are
-    kept, as `functional_call` and `vmap` need). Channels at resolution r: `cfg.channels(r)`."""
+    kept, as `functional_call` and `vmap` need). Channels at resolution r: `cfg.channels(r)`.
+
+    Its w (what `mapping` returns, and where sampling truncates and interpolates) is the 4x4 input feature map,
+    flattened: [N, channels(4) * 16]. The normalised z cannot serve: the layer after it is followed by pixel norm,
+    so scaling z changes nothing, and its mean is ~0, so truncation towards it would change nothing either."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
-        self.mapping = ZNorm()
+        self.znorm = ZNorm()
         c4 = cfg.channels(4)
         self.input = nn.Linear(cfg.z_dim, c4 * 16, bias=False)
         self.gain = nn.Parameter(torch.ones(c4))
@@ -274,11 +278,15 @@ class DCGANGenerator(nn.Module):
         if cfg.style_count:  # the training styles' vectors (not trained: where adaptation may start from)
             self.register_buffer("styles", torch.zeros(cfg.style_count, cfg.z_dim))
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> [N, 3, R, R]
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:  # [N, z_dim] -> w [N, channels(4) * 16]
+        w = self.znorm(z)
         if self.cfg.style_lr_mul:
             w = w + self.style * self.cfg.style_lr_mul  # scaled so that Adam moves it style_lr_mul times faster
         x = _pixel_norm(self.input(w).view(w.shape[0], -1, 4, 4))
-        x = F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None])
+        return F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None]).flatten(1)
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # w [N, channels(4) * 16] -> [N, 3, R, R]
+        x = w.view(w.shape[0], -1, 4, 4)
         for block in self.blocks:
             x = block(x)
         return torch.tanh(self.torgb(x).float())

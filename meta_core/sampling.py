@@ -41,7 +41,8 @@ def check_count(count: int, resolution: int) -> int:
 
 @torch.no_grad()
 def w_average(model: MetaGAN) -> torch.Tensor:
-    """Centre of w-space for truncation: the mean w of a fixed latent set. [w_dim]"""
+    """Centre of w-space for truncation: the mean w of a fixed latent set ([w_dim]; a dcgan's w is its 4x4 input
+    features, [channels(4) * 16])."""
     z = latents(W_AVG_SEED, 0, W_AVG_SAMPLES, model.config.generator.z_dim).to(model.device)
     return model.G.mapping(z).mean(dim=0)
 
@@ -91,7 +92,7 @@ class Sampler:
         return w_avg + truncation * (w - w_avg)
 
     def _render(self, w: torch.Tensor) -> torch.Tensor:
-        """w [N, w_dim] on the device -> images [N, 3, R, R] fp32 in 0..1 on the device."""
+        """w [N, w_dim] (`G.mapping`'s output) on the device -> images [N, 3, R, R] fp32 in 0..1 on the device."""
         with autocast_bf16(self.fast.bf16_sample, w.device.type):
             img = self.G.synthesis(w)
         return img.float().add(1).mul(0.5).clamp(0, 1)
