@@ -103,3 +103,19 @@ def test_pretrain_cli_trains_a_spectral_norm_d_under_a_committed_generator(tmp_p
     trained = checkpoint.load(out)
     assert trained.config.discriminator.spectral_norm and trained.config.discriminator.arch == "dcgan"
     assert trained.provenance["pretrained"]["steps"] == 2
+
+
+def test_pretrain_init_g_builds_a_discriminator_as_wide_as_that_generator(tmp_path):
+    """Without --d-channel-*, D follows the committed G's widths, not the CLI's defaults for a new model."""
+    tasks = write_task_folder(tmp_path / "tasks", tasks=2, per_task=4, size=16)
+    source = MetaGAN.create(ModelConfig.for_resolution(16, channel_base=64, channel_max=8, z_dim=16, arch="dcgan"),
+                            seed=4)
+    checkpoint.save(source, tmp_path / "g.safetensors")
+    out = tmp_path / "p.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "meta_core", "pretrain", "--tasks", str(tasks), "--out", str(out),
+                           "--init-g", str(tmp_path / "g.safetensors"), "--arch", "dcgan", "--r1-gamma", "0",
+                           "--steps", "1", "--batch-size", "4", "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    d_cfg = checkpoint.load(out).config.discriminator
+    assert (d_cfg.channel_base, d_cfg.channel_max) == (64, 8)

@@ -45,11 +45,13 @@ def run(args) -> int:
         model_cfg = ModelConfig.for_resolution(args.resolution, channel_base=args.channel_base,
                                                channel_max=args.channel_max, arch=args.arch)
         g_source = checkpoint.load(args.init_g, device) if args.init_g else None
-        # --init-g: that checkpoint's generator (config and EMA weights) under a new discriminator
+        # --init-g: that checkpoint's generator (config and EMA weights) under a new discriminator, as wide as
+        # that generator unless --d-channel-* says otherwise (--channel-* describe a new G, which there is not)
         g_cfg = g_source.config.generator if g_source is not None else model_cfg.generator
+        width = g_cfg if g_source is not None else args
         d_cfg = dataclasses.replace(model_cfg.discriminator, resolution=g_cfg.resolution, arch=args.d_arch or args.arch,
-                                    channel_base=args.d_channel_base or args.channel_base,
-                                    channel_max=args.d_channel_max or args.channel_max,
+                                    channel_base=args.d_channel_base or width.channel_base,
+                                    channel_max=args.d_channel_max or width.channel_max,
                                     spectral_norm=args.d_spectral_norm)
         model = MetaGAN.create(ModelConfig(g_cfg, d_cfg), seed=args.seed, adapt_defaults=adapt_defaults)
         if d_cfg.arch == "projected":
@@ -150,8 +152,10 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--arch", choices=ARCHS, default="stylegan2", help="network family (default stylegan2)")
     pt.add_argument("--d-arch", choices=D_ARCHS, help="discriminator family (default: --arch); projected: heads on "
                     "frozen EfficientNet-Lite0 features")
-    pt.add_argument("--d-channel-base", type=positive_int, help="discriminator channel base (default --channel-base)")
-    pt.add_argument("--d-channel-max", type=positive_int, help="discriminator channel cap (default --channel-max)")
+    pt.add_argument("--d-channel-base", type=positive_int, help="discriminator channel base (default --channel-base; "
+                    "with --init-g, that generator's)")
+    pt.add_argument("--d-channel-max", type=positive_int, help="discriminator channel cap (default --channel-max; "
+                    "with --init-g, that generator's)")
     pt.add_argument("--d-spectral-norm", action="store_true", help="spectral norm on every discriminator conv "
                     "(dcgan; the textbook transfer baseline's D, usually with --r1-gamma 0)")
     pt.add_argument("--features", help="EfficientNet-Lite0 weights for --d-arch projected (default: the file in the "
