@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
-from meta_core.app.bench_quality import (gates, main, method_setup, prior_fit, prior_gate, run, summarise,
+from meta_core.app.bench_quality import (gates, main, method_setup, prior_fit, prior_gate, run, stratified_halves,
+                                         summarise,
                                          unadapted_samples)
 from meta_core.config import AugmentConfig
 from meta_core.errors import ConfigError
@@ -101,6 +102,17 @@ def test_prior_fit_scores_the_unadapted_model_against_real_halves(tmp_path):
     few = write_task_folder(tmp_path / "few", tasks=1, per_task=6, size=16)
     with pytest.raises(ConfigError, match="at least 20"):
         prior_fit(tiny_model(16), evaluator, str(few))
+
+
+def test_prior_fit_halves_hold_every_style_equally_and_share_no_image():
+    sizes = (30, 7, 12)
+    styles = [torch.arange(n) + 1000 * i for i, n in enumerate(sizes)]  # image "ids": style i -> 1000 i + k
+    a, b = stratified_halves(styles, 3, torch.Generator().manual_seed(0))
+    for half in (a, b):
+        assert [int((half // 1000 == i).sum()) for i in range(len(sizes))] == [3, 3, 3]
+    assert not set(a.tolist()) & set(b.tolist())
+    again = stratified_halves(styles, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(a, again[0]) and torch.equal(b, again[1])
 
 
 def test_transfer_adapts_by_ours_recipe_with_freeze_d():
