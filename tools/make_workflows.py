@@ -47,13 +47,15 @@ WORKFLOWS = {
         "MetaGAN: adapt, then an interpolation animation between two seeds",
         [
             (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
-            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/lorelei", "size": 128,
+            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/pixel-art", "size": 128,
                                                               "background": "#FFFFFF"}, {}),
             (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
                                                           "strategy": "checkpoint default",
                                                           "augment": "checkpoint default", "seed": 0},
              {"meta_gan": (1, 0), "references": (2, 0)}),
-            (4, "MetaGANInterpolate", "Interpolate", {"seed_a": 1, "seed_b": 2, "frames": 24, "truncation": 0.9,
+            # seeds 6 and 10: the pair of seeds 1-16 whose first images differ most here (lorelei's and seeds 1 and 2
+            # drew near-twins on the bundled checkpoint: a still picture, not an animation)
+            (4, "MetaGANInterpolate", "Interpolate", {"seed_a": 6, "seed_b": 10, "frames": 24, "truncation": 0.9,
                                                       "space": "w"}, {"meta_gan": (3, 0)}),
             (5, "SaveAnimatedWEBP", "Save animation", {"filename_prefix": "metagan/morph", "fps": 12.0,
                                                        "lossless": False, "quality": 90, "method": "default"},
