@@ -7,8 +7,7 @@ import torch
 
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
 from meta_core.app.bench_quality import (gates, main, method_setup, prior_fit, prior_gate, run, stratified_halves,
-                                         summarise,
-                                         unadapted_samples)
+                                         summarise, unadapted_samples)
 from meta_core.config import AugmentConfig
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator

@@ -232,10 +232,11 @@ def prior_fit(model: MetaGAN, evaluator, tasks_dir: str, exclude: tuple[str, ...
     style in equal shares, as the pretraining data does (`stratified_halves`). A class-conditional model that keeps
     its training styles draws an equal share at each style's own vector."""
     tasks = load_task_folder(tasks_dir, model.resolution, exclude=exclude)
-    per_style = min(samples // len(tasks.images), min(style.shape[0] for style in tasks.images) // 2)
+    smallest = min(style.shape[0] for style in tasks.images)
+    per_style = min(samples // len(tasks.images), smallest // 2)
     if per_style * len(tasks.images) < 10:
         raise ConfigError(f"{tasks_dir} has too few training images for the prior fit: it needs at least 20, with at "
-                          f"least 2 of every style (its smallest style has {min(s.shape[0] for s in tasks.images)})")
+                          f"least 2 of every style (its smallest style has {smallest})")
     half_a, half_b = stratified_halves(tasks.images, per_style, derived_generator(seed, 0x9F17))
     n = half_a.shape[0]
     real_a, real_b = (evaluator.features(to_float(half) * 0.5 + 0.5) for half in (half_a, half_b))

@@ -46,12 +46,11 @@ def run(args) -> int:
                                                channel_max=args.channel_max, arch=args.arch)
         g_source = checkpoint.load(args.init_g, device) if args.init_g else None
         # --init-g: that checkpoint's generator (config and EMA weights) under a new discriminator, as wide as
-        # that generator unless --d-channel-* says otherwise (--channel-* describe a new G, which there is not)
+        # G (from --channel-* or, with --init-g, that file) unless --d-channel-* says otherwise
         g_cfg = g_source.config.generator if g_source is not None else model_cfg.generator
-        width = g_cfg if g_source is not None else args
         d_cfg = dataclasses.replace(model_cfg.discriminator, resolution=g_cfg.resolution, arch=args.d_arch or args.arch,
-                                    channel_base=args.d_channel_base or width.channel_base,
-                                    channel_max=args.d_channel_max or width.channel_max,
+                                    channel_base=args.d_channel_base or g_cfg.channel_base,
+                                    channel_max=args.d_channel_max or g_cfg.channel_max,
                                     spectral_norm=args.d_spectral_norm)
         model = MetaGAN.create(ModelConfig(g_cfg, d_cfg), seed=args.seed, adapt_defaults=adapt_defaults)
         if d_cfg.arch == "projected":
