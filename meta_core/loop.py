@@ -146,10 +146,14 @@ class GANStep:
         def g_call(p, z):
             return functional_call(G, p, (z,))
 
+        def g_features(p, z):
+            return functional_call(G, p, (z,), {"features": True})
+
         def d_call(p, x):
             return functional_call(D, {**d_buffers, **p}, (x,))
 
         self.generate = vmap(g_call) if stacked else g_call
+        self.generate_features = vmap(g_features) if stacked else g_features
         self.discriminate = vmap(d_call) if stacked else d_call
 
     def augment(self, x: torch.Tensor, params: augment.AugmentParams) -> torch.Tensor:
@@ -183,12 +187,22 @@ class GANStep:
         grads = dict(zip(d_train, torch.autograd.grad(total.sum(), list(d_train.values())))) if d_train else {}
         return grads, {"d_loss": loss.detach(), "r1": r1.detach(), "real_logits": real_logits.detach()}
 
-    def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device):
-        """G loss against D (held constant) and its gradients for `names`. Returns (grads, loss)."""
+    def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device, source: Params | None = None):
+        """G loss against D (held constant) and its gradients for `names`. With `source` (G's weights before
+        adaptation) and `cfg.cdc_weight` > 0 the loss adds distance consistency to the source's samples of the
+        same latents. Returns (grads, the adversarial loss)."""
         g_train = {n: g[n].detach().requires_grad_(True) for n in names}
-        fake = self.generate({**g, **g_train}, noise.z_g.to(device))
+        z = noise.z_g.to(device)
+        cdc = self.cfg.cdc_weight > 0 and source is not None
+        if cdc:
+            fake, maps = self.generate_features({**g, **g_train}, z)
+            with torch.no_grad():
+                _, source_maps = self.generate_features(source, z)
+        else:
+            fake = self.generate({**g, **g_train}, z)
         loss = losses.g_loss(self.discriminate(d, self.augment(fake, noise.aug_fake_g)), self.cfg.loss.kind)
-        grads = dict(zip(g_train, torch.autograd.grad(loss.sum(), list(g_train.values())))) if g_train else {}
+        total = loss + self.cfg.cdc_weight * losses.distance_consistency(source_maps, maps) if cdc else loss
+        grads = dict(zip(g_train, torch.autograd.grad(total.sum(), list(g_train.values())))) if g_train else {}
         return grads, loss.detach()
 
     def r1_at(self, step: int) -> bool:
@@ -223,6 +237,8 @@ class _RunState:
         # EMA of G's trained weights (StyleGAN's G_ema, per step): what the run returns, previews and checks
         self.ema = [t.clone() for t in self.g_train] if cfg.ema_half_life > 0 else []
         self.g_out = {**self.g, **dict(zip(loop.g_names, self.ema))}
+        # G as it was (what distance consistency compares with); untrained tensors are shared, never written
+        self.g_source = {**self.g, **{n: self.g[n].clone() for n in loop.g_names}} if cfg.cdc_weight > 0 else None
         self.d_train = [self.d[n] for n in loop.d_names]
         self.m_g = [torch.zeros_like(t) for t in self.g_train]
         self.v_g = [torch.zeros_like(t) for t in self.g_train]
@@ -301,7 +317,7 @@ class InnerLoop:
         gd = [grads_d[n] for n in self.d_names]
         adam_(st.d_train, gd, st.m_d, st.v_d, sc[..., 0], sc[..., 1], cfg.betas, foreach=fast.foreach)
         with autocast_bf16(fast.bf16_train, dev.type):
-            grads_g, g_loss = gan.g_grads(st.g, st.d, noise, self.g_names, dev)
+            grads_g, g_loss = gan.g_grads(st.g, st.d, noise, self.g_names, dev, st.g_source)
         gg = [grads_g[n] for n in self.g_names]
         adam_(st.g_train, gg, st.m_g, st.v_g, sc[..., 2], sc[..., 3], cfg.betas, foreach=fast.foreach)
         if st.ema:

@@ -23,3 +23,28 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     Keeps the graph (create_graph) so the penalty can be differentiated."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
     return grad.square().sum(dim=(-3, -2, -1)).mean(-1)
+
+
+def distance_consistency(source: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+    """Cross-domain distance consistency (Ojha et al., CVPR 2021): how far the adapted G's samples have moved
+    relative to each other, against the source G's samples for the same latents. For each layer's feature maps
+    [..., B, C, H, W] and each sample i, the softmax over j != i of the cosine similarities of i to j; the loss is
+    KL(source || target) per sample, averaged over samples and layers (0 when the relative distances are kept).
+    Penalising it keeps the adapted samples as different from each other as the source's were: few-shot
+    adaptation otherwise draws the references over and over."""
+    total = 0.0
+    for src, tgt in zip(source, target):
+        log_p_src = _neighbour_log_softmax(src.detach())
+        log_p_tgt = _neighbour_log_softmax(tgt)
+        kl = (log_p_src.exp() * (log_p_src - log_p_tgt)).sum(-1)  # [..., B]: 0 on the diagonal entries
+        total = total + kl.mean(-1)
+    return total / len(source)
+
+
+def _neighbour_log_softmax(features: torch.Tensor) -> torch.Tensor:
+    """[..., B, C, H, W] -> [..., B, B]: log-softmax over j != i of cos(f_i, f_j) (the diagonal is -inf)."""
+    flat = F.normalize(features.float().flatten(-3), dim=-1)
+    sim = flat @ flat.transpose(-1, -2)
+    eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
+    log_p = sim.masked_fill(eye, float("-inf")).log_softmax(-1)
+    return log_p.masked_fill(eye, 0.0)

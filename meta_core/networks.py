@@ -148,15 +148,17 @@ class Generator(nn.Module):
             res *= 2
         self.blocks = nn.ModuleList(blocks)
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # [N, w_dim] -> [N, 3, R, R]
+    def synthesis(self, w: torch.Tensor, features: bool = False):  # [N, w_dim] -> [N, 3, R, R]
         x = self.const[None].expand(w.shape[0], -1, -1, -1)
-        img = None
+        img, maps = None, []
         for block in self.blocks:
             x, img = block(x, img, w)
-        return torch.tanh(img)
+            maps.append(x)
+        return (torch.tanh(img), maps) if features else torch.tanh(img)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.mapping(z))
+    def forward(self, z: torch.Tensor, features: bool = False):
+        """Images [N, 3, R, R]; with `features`, (images, each synthesis block's feature maps)."""
+        return self.synthesis(self.mapping(z), features)
 
     def modulation_parameter_names(self) -> list[str]:
         """The small set a `modulation` adaptation trains: style affines and synthesis biases."""
@@ -285,14 +287,18 @@ class DCGANGenerator(nn.Module):
         x = _pixel_norm(self.input(w).view(w.shape[0], -1, 4, 4))
         return F.relu(x * self.gain[None, :, None, None] + self.bias[None, :, None, None]).flatten(1)
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:  # w [N, channels(4) * 16] -> [N, 3, R, R]
+    def synthesis(self, w: torch.Tensor, features: bool = False):  # w [N, channels(4) * 16] -> [N, 3, R, R]
         x = w.view(w.shape[0], -1, 4, 4)
+        maps = [x]
         for block in self.blocks:
             x = block(x)
-        return torch.tanh(self.torgb(x).float())
+            maps.append(x)
+        img = torch.tanh(self.torgb(x).float())
+        return (img, maps) if features else img
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.mapping(z))
+    def forward(self, z: torch.Tensor, features: bool = False):
+        """Images [N, 3, R, R]; with `features`, (images, the feature maps at 4 px and after each block)."""
+        return self.synthesis(self.mapping(z), features)
 
     def modulation_parameter_names(self) -> list[str]:
         """The small set a `modulation` adaptation trains: per-channel gains and biases (and the style vector)."""

@@ -12,7 +12,7 @@ from meta_core.loop import COLLAPSE_STD, StepProgress, draw_step_noise, sample_d
 from meta_core.config import AugmentConfig, LossConfig, apply_overrides
 from meta_core.errors import ConfigError
 from meta_core.images import prepare_references
-from tests.helpers import params_equal, random_images, tiny_adapt, tiny_model
+from tests.helpers import params_equal, random_images, tiny_adapt, tiny_dcgan, tiny_model
 
 
 def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
@@ -25,6 +25,7 @@ def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
         D.get_parameter(n).requires_grad_(True)
     opt_g = torch.optim.Adam([G.get_parameter(n) for n in g_names], lr=cfg.lr_g, betas=cfg.betas, eps=1e-8)
     opt_d = torch.optim.Adam([D.get_parameter(n) for n in d_names], lr=cfg.lr_d, betas=cfg.betas, eps=1e-8)
+    source = copy.deepcopy(G)
     z_dim, res = model.config.generator.z_dim, model.resolution
     for step in range(cfg.steps):
         noise = draw_step_noise(gen, real.shape[0], cfg.batch_size, z_dim, res, cfg.augment.probability)
@@ -43,24 +44,47 @@ def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        loss_g = F.softplus(-D(augment.apply(G(noise.z_g), noise.aug_fake_g))).mean()
+        fake, maps = G(noise.z_g, features=True)
+        loss_g = F.softplus(-D(augment.apply(fake, noise.aug_fake_g))).mean()
+        if cfg.cdc_weight:
+            with torch.no_grad():
+                _, source_maps = source(noise.z_g, features=True)
+            loss_g = loss_g + cfg.cdc_weight * unrolled_distance_consistency(source_maps, maps)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
     return dict(G.named_parameters()), dict(D.named_parameters())
 
 
-@pytest.mark.parametrize("strategy", ["full", "freeze_d", "modulation"])
-def test_adaptation_equals_hand_unrolled_loop(strategy):
+def unrolled_distance_consistency(source_maps, target_maps):
+    """Ojha et al.'s loss with a loop per layer and sample: softmax over the other samples' cosine similarities,
+    KL(source || target), averaged over samples and layers."""
+    total = 0.0
+    for src, tgt in zip(source_maps, target_maps):
+        n = src.shape[0]
+        for i in range(n):
+            others = [j for j in range(n) if j != i]
+            p = torch.stack([F.cosine_similarity(src[i].flatten(), src[j].flatten(), dim=0) for j in others]).softmax(0)
+            q = torch.stack([F.cosine_similarity(tgt[i].flatten(), tgt[j].flatten(), dim=0) for j in others]).softmax(0)
+            total = total + (p * (p.log() - q.log())).sum() / n
+    return total / len(source_maps)
+
+
+@pytest.mark.parametrize("strategy, cdc", [("full", 0.0), ("freeze_d", 0.0), ("modulation", 0.0), ("full", 50.0),
+                                           ("modulation", 50.0)])
+def test_adaptation_equals_hand_unrolled_loop(strategy, cdc):
     model = tiny_model(16)
     refs = random_images(5, 16)
-    cfg = tiny_adapt(steps=4, strategy=strategy, lr_g=0.01, lr_d=0.01)
+    cfg = tiny_adapt(steps=4, strategy=strategy, lr_g=0.01, lr_d=0.01, cdc_weight=cdc)
     result = adapt(model, refs, cfg, generator=torch.Generator().manual_seed(7))
     ref_g, ref_d = reference_adapt(model, refs * 2 - 1, cfg, torch.Generator().manual_seed(7))
+    # Adam turns float32 rounding in a near-zero gradient into a full step: with the distance term an element
+    # or two in a thousand ends 2e-4 away (a step here is ~1e-2), so that case gets a looser bound.
+    atol = 5e-4 if cdc else 2e-5
     for name, p in result.model.G.named_parameters():
-        torch.testing.assert_close(p, ref_g[name].detach(), atol=2e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(p, ref_g[name].detach(), atol=atol, rtol=1e-4, msg=name)
     for name, p in result.model.D.named_parameters():
-        torch.testing.assert_close(p, ref_d[name].detach(), atol=2e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(p, ref_d[name].detach(), atol=atol, rtol=1e-4, msg=name)
 
 
 def test_strategies_train_only_their_parameters():
@@ -190,6 +214,7 @@ def test_bad_references_raise_typed_errors(images, match):
     (AdaptConfig, {"steps": 0}, "steps 0"), (AdaptConfig, {"lr_g": float("nan")}, "lr_g"),
     (AdaptConfig, {"lr_d": -1.0}, "lr_d"), (AdaptConfig, {"strategy": "lora"}, "unknown strategy"),
     (AdaptConfig, {"ema_half_life": -1.0}, "ema_half_life"),
+    (AdaptConfig, {"cdc_weight": -1.0}, "cdc_weight"), (AdaptConfig, {"cdc_weight": 1.0, "batch_size": 2}, "batch_size >= 3"),
     (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
 ])
 def test_bad_configs_raise(cls, kwargs, match):
@@ -276,3 +301,27 @@ def test_overrides_apply_typed_and_nested_fields_and_name_the_choices():
                        ("loss.nope=1", "r1_gamma"), ("strategy=lora", "unknown strategy")):
         with pytest.raises(ConfigError, match=match):
             apply_overrides(base, bad)
+
+
+@pytest.mark.parametrize("make", [tiny_model, tiny_dcgan])
+def test_distance_consistency_is_zero_for_the_source_and_grows_as_samples_converge(make):
+    model = make()
+    z = torch.randn(6, model.config.generator.z_dim, generator=torch.Generator().manual_seed(1))
+    img, maps = model.G(z, features=True)
+    assert torch.equal(img, model.G(z)) and len(maps) >= 2
+    assert float(losses.distance_consistency(maps, maps)) < 1e-6
+    scaled = [m * torch.linspace(0.5, 2.0, 6).view(6, 1, 1, 1) for m in maps]  # cosine: per-sample scale is free
+    assert float(losses.distance_consistency(maps, scaled)) < 1e-6
+    collapsing = [m + 3.0 * m[:1] for m in maps]  # every sample pulled towards the first
+    assert float(losses.distance_consistency(maps, collapsing)) > 1e-3
+
+
+def test_distance_consistency_leaves_the_first_step_alone_and_changes_the_later_ones():
+    """Its gradient is 0 where G still equals its source (step 1), not after."""
+    model, refs = tiny_model(16), random_images(5, 16)
+    runs = {w: [adapt(model, refs, tiny_adapt(steps=s, lr_g=0.01, lr_d=0.01, cdc_weight=w), seed=3) for s in (1, 3)]
+            for w in (0.0, 100.0)}
+    g = {w: [r.model.g_params() for r in rs] for w, rs in runs.items()}
+    for name in g[0.0][0]:
+        torch.testing.assert_close(g[100.0][0][name], g[0.0][0][name], atol=2e-5, rtol=1e-4)  # a step is ~1e-2
+    assert not all(torch.allclose(g[100.0][1][n], g[0.0][1][n], atol=1e-4) for n in g[0.0][1])
