@@ -53,9 +53,10 @@ WORKFLOWS = {
                                                           "strategy": "checkpoint default",
                                                           "augment": "checkpoint default", "seed": 0},
              {"meta_gan": (1, 0), "references": (2, 0)}),
-            # seeds 6 and 10: the pair of seeds 1-16 whose first images differ most here (lorelei's and seeds 1 and 2
-            # drew near-twins on the bundled checkpoint: a still picture, not an animation)
-            (4, "MetaGANInterpolate", "Interpolate", {"seed_a": 6, "seed_b": 10, "frames": 24, "truncation": 0.9,
+            # seeds 2 and 6: the pair of seeds 1-16 whose first images (truncation 0.9) differ most by pixel MSE
+            # after the bundled checkpoint's default adaptation here (a near-twin pair is a still picture, not an
+            # animation); chosen again whenever the default changes
+            (4, "MetaGANInterpolate", "Interpolate", {"seed_a": 2, "seed_b": 6, "frames": 24, "truncation": 0.9,
                                                       "space": "w"}, {"meta_gan": (3, 0)}),
             (5, "SaveAnimatedWEBP", "Save animation", {"filename_prefix": "metagan/morph", "fps": 12.0,
                                                        "lossless": False, "quality": 90, "method": "default"},
