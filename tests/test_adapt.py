@@ -214,7 +214,8 @@ def test_bad_references_raise_typed_errors(images, match):
     (AdaptConfig, {"steps": 0}, "steps 0"), (AdaptConfig, {"lr_g": float("nan")}, "lr_g"),
     (AdaptConfig, {"lr_d": -1.0}, "lr_d"), (AdaptConfig, {"strategy": "lora"}, "unknown strategy"),
     (AdaptConfig, {"ema_half_life": -1.0}, "ema_half_life"),
-    (AdaptConfig, {"cdc_weight": -1.0}, "cdc_weight"), (AdaptConfig, {"cdc_weight": 1.0, "batch_size": 2}, "batch_size >= 3"),
+    (AdaptConfig, {"cdc_weight": -1.0}, "cdc_weight"),
+    (AdaptConfig, {"cdc_weight": 1.0, "batch_size": 2}, "batch_size >= 3"),
     (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
 ])
 def test_bad_configs_raise(cls, kwargs, match):
