@@ -189,11 +189,11 @@ class GANStep:
 
     def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device, source: Params | None = None):
         """G loss against D (held constant) and its gradients for `names`. With `source` (G's weights before
-        adaptation) and `cfg.cdc_weight` > 0 the loss adds distance consistency to the source's samples of the
-        same latents. Returns (grads, the adversarial loss)."""
+        adaptation, which the inner loop keeps only when `cfg.cdc_weight` > 0) the loss adds distance consistency
+        to the source's samples of the same latents. Returns (grads, the adversarial loss)."""
         g_train = {n: g[n].detach().requires_grad_(True) for n in names}
         z = noise.z_g.to(device)
-        cdc = self.cfg.cdc_weight > 0 and source is not None
+        cdc = source is not None
         if cdc:
             fake, maps = self.generate_features({**g, **g_train}, z)
             with torch.no_grad():
