@@ -168,6 +168,7 @@ class AdaptConfig:
     ema_half_life: float = 0.0                # steps; > 0 returns an EMA of G's trained weights (0: the last ones)
     style_init: str = "stored"                # conditional G: start from its "stored" style or the "nearest" one
     cdc_weight: float = 0.0                   # > 0 adds cross-domain distance consistency to G's loss (diversity)
+    mirror: bool = False                      # also train on the references flipped left-right (ADA's --mirror)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -189,6 +190,7 @@ class AdaptConfig:
                f"ema_half_life {self.ema_half_life} must be a finite number of steps >= 0 (0 turns the EMA off)")
         _check(isinstance(self.cdc_weight, (int, float)) and 0.0 <= self.cdc_weight < float("inf"),
                f"cdc_weight {self.cdc_weight} must be a finite number >= 0 (0 turns distance consistency off)")
+        _check(isinstance(self.mirror, bool), f"mirror {self.mirror!r} must be true or false")
         _check(self.cdc_weight == 0.0 or self.batch_size >= 3,
                f"cdc_weight needs batch_size >= 3 (got {self.batch_size}): it compares each sample with the others")
 

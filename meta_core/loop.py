@@ -396,6 +396,8 @@ class InnerLoop:
 
     def _run(self, g, d, reals, generators, on_step, raise_errors: bool) -> list:
         cfg = self.cfg
+        if cfg.mirror:  # a dataset augmentation: G learns the flipped characters too (DiffAugment acts on both sides)
+            reals = [torch.cat([r, r.flip(-1)]) for r in reals]
         steps, T = cfg.steps, len(reals)
         gcfg = self.model.config.generator
         collapse_every = max(1, steps // 4)

@@ -216,6 +216,7 @@ def test_bad_references_raise_typed_errors(images, match):
     (AdaptConfig, {"ema_half_life": -1.0}, "ema_half_life"),
     (AdaptConfig, {"cdc_weight": -1.0}, "cdc_weight"),
     (AdaptConfig, {"cdc_weight": 1.0, "batch_size": 2}, "batch_size >= 3"),
+    (AdaptConfig, {"mirror": "yes"}, "true or false"),
     (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
 ])
 def test_bad_configs_raise(cls, kwargs, match):
@@ -275,6 +276,17 @@ def test_ema_adaptation_returns_the_ema_of_the_plain_runs_weights():
     for n, t in ema.model.g_params().items():
         torch.testing.assert_close(t, expected[n], rtol=0, atol=1e-6)
     assert not params_equal(ema.model.g_params(), plain.model.g_params())
+
+
+def test_mirror_trains_on_the_references_and_their_flips():
+    model = tiny_model(16)
+    refs = random_images(3, 16)
+    mirrored = adapt(model, refs, tiny_adapt(steps=3, mirror=True), seed=4).model
+    doubled = adapt(model, torch.cat([refs, refs.flip(-1)]), tiny_adapt(steps=3), seed=4).model
+    plain = adapt(model, refs, tiny_adapt(steps=3), seed=4).model
+    assert params_equal(mirrored.g_params(), doubled.g_params())
+    assert params_equal(mirrored.d_params(), doubled.d_params())
+    assert not params_equal(mirrored.g_params(), plain.g_params())
 
 
 def test_ema_adaptation_rolls_back_its_average_too(monkeypatch):

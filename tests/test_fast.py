@@ -322,7 +322,8 @@ def test_bf16_sampling_within_its_tolerance(device):
 # --- meta-training: vmap over tasks --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("inner", [dict(), dict(loss=LossConfig(r1_interval=1)), dict(strategy="freeze_d"),
-                                   dict(ema_half_life=2.0), dict(cdc_weight=50.0)])
+                                   dict(ema_half_life=2.0), dict(cdc_weight=50.0),
+                                   dict(mirror=True)])
 def test_batched_inner_loop_equals_one_task_at_a_time(device, fp32, inner):
     """R1 (double backward) and minibatch-std under vmap; tasks with different numbers of images."""
     model = tiny_model(16, device=device)
