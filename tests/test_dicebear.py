@@ -84,6 +84,23 @@ def test_same_arguments_give_byte_identical_files(built, tmp_path):
 
 
 @needs_node
+def test_random_background_varies_per_image_and_is_reproducible(tmp_path):
+    args = {**ARGS, "background": "random", "styles": [TRAIN_STYLE], "count_per_style": 12}
+    m = build_dicebear_tasks(tmp_path / "a", **args)
+    again = build_dicebear_tasks(tmp_path / "b", **args)
+    assert m["background"] == "random"
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    corners = []
+    for path in sorted(Path(m["styles"][TRAIN_STYLE]["dir"]).glob("*.png")):
+        with Image.open(path) as im:
+            corners.append(im.convert("RGB").getpixel((0, 0)))
+    assert len(set(corners)) >= 5, corners  # adventurer leaves its corners transparent
+    assert (255, 255, 255) in corners and any(c != (255, 255, 255) for c in corners)
+    assert "drawn per image" in (tmp_path / "a" / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    assert again["images"] == 12
+
+
+@needs_node
 def test_seed_changes_images_and_smaller_count_is_a_prefix(built, tmp_path):
     out, _ = built
     other = build_dicebear_tasks(tmp_path / "s8", **{**ARGS, "seed": 8, "styles": [TRAIN_STYLE]})

@@ -87,10 +87,12 @@ class DataBuildError(DataError):
 def _normalise_background(background: str) -> str:
     if not isinstance(background, str):
         raise DataBuildError(f"background must be a colour string like '#ffffff', got {background!r}.")
+    if background.strip().lower() == "random":
+        return "random"
     m = re.fullmatch(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", background.strip())
     if m is None:
         raise DataBuildError(
-            f"background {background!r} is not a hex colour; use '#rrggbb' or '#rgb', e.g. '#ffffff'."
+            f"background {background!r} is not a hex colour; use '#rrggbb' or '#rgb', e.g. '#ffffff', or 'random'."
         )
     hex_ = m.group(1).lower()
     if len(hex_) == 3:
@@ -286,7 +288,8 @@ def build_dicebear_tasks(
         seed: base seed; image ``i`` of style ``s`` uses the DiceBear seed ``"<seed>-<s>-<i>"``.
         background: ``'#rrggbb'`` (or ``'#rgb'``) filling what the avatar leaves transparent. Styles
             whose design has its own background (the ``*-neutral`` faces, fun-emoji, glass, shapes...)
-            keep it, since there the background is the face or the picture.
+            keep it, since there the background is the face or the picture. ``'random'``: a colour drawn per
+            image from its seed (white for about a third), so that a prior sees flat coloured backgrounds too.
         styles: kebab-case DiceBear style names; None = every style of the collection except
             `TEXT_STYLES`.
         include_heldout: also render `HELD_OUT_STYLES` (under ``heldout/``). With False, naming a
@@ -384,7 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200, help="images per style (default 200)")
     parser.add_argument("--resolution", type=int, default=64, help="square image size in px (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--background", default="#ffffff", help="background colour #rrggbb (default #ffffff)")
+    parser.add_argument("--background", default="#ffffff",
+                        help="background colour #rrggbb (default #ffffff), or 'random' (a colour per image, white "
+                             "for about a third)")
     parser.add_argument("--styles", help="comma-separated style names (default: every style except text styles)")
     parser.add_argument("--no-heldout", action="store_true", help="skip the held-out styles")
     parser.add_argument("--node", default="node", help="Node.js executable (default: node on PATH)")

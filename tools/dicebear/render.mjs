@@ -12,7 +12,8 @@
 //   count       int      images per style
 //   sizes       int[]    square output sizes in px
 //   seed        int      base seed; image i of style s uses the DiceBear seed "<seed>-<s>-<i>"
-//   background  string   "#rrggbb", fills every pixel the avatar leaves transparent
+//   background  string   "#rrggbb", fills every pixel the avatar leaves transparent; "random": a colour
+//                        drawn per image from its seed (white for about a third of the images)
 //
 // Output: OUT/[train|heldout/]<style>/<index:05d>.png, OUT/ATTRIBUTION.json, OUT/ATTRIBUTION.md.
 // stdout carries one JSON object per line ({"event": "progress" | "done" | "error", ...}) for the
@@ -106,8 +107,8 @@ function parseArgs(raw) {
   const seed = a.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new ArgError(`"seed" must be an integer >= 0, got ${JSON.stringify(a.seed)}.`);
   const background = a.background ?? '#ffffff';
-  if (typeof background !== 'string' || !/^#[0-9a-f]{6}$/.test(background)) {
-    throw new ArgError(`"background" must be "#rrggbb" in lower case, got ${JSON.stringify(a.background)}.`);
+  if (typeof background !== 'string' || !(/^#[0-9a-f]{6}$/.test(background) || background === 'random')) {
+    throw new ArgError(`"background" must be "#rrggbb" in lower case or "random", got ${JSON.stringify(a.background)}.`);
   }
   const nameList = (key, value) => {
     if (value === null || value === undefined) return null;
@@ -147,6 +148,36 @@ function removeStaleImages(dir, count) {
   }
 }
 
+// FNV-1a of a string, then mulberry32: a few reproducible uniform numbers per image, the same in any Node.
+function uniforms(key, n) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    h = (h + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(h ^ (h >>> 15), h | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out.push(((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}
+
+// "random": white for about a third of the images, else a flat colour of any hue, from pastel to
+// saturated (held-out styles such as thumbs and bottts-neutral draw on such backgrounds).
+function backgroundOf(args, key) {
+  if (args.background !== 'random') return args.background;
+  const [white, hue, sat, light] = uniforms(`${key}-background`, 4);
+  if (white < 1 / 3) return '#ffffff';
+  const s = 0.35 + 0.6 * sat;
+  const l = 0.45 + 0.45 * light;
+  const f = (k) => {
+    const x = (k + hue * 12) % 12;
+    const v = l - s * Math.min(l, 1 - l) * Math.max(-1, Math.min(x - 3, 9 - x, 1));
+    return Math.round(v * 255).toString(16).padStart(2, '0');
+  };
+  return `#${f(0)}${f(8)}${f(4)}`;
+}
+
 async function renderStyle(style, dir, args, size) {
   const def = STYLES.get(style);
   // Text styles need the system fonts; everything else renders without them (faster, and
@@ -157,8 +188,9 @@ async function renderStyle(style, dir, args, size) {
   for (let i = 0; i < args.count; i++) {
     // The style's own background colours are kept: in the *-neutral styles, fun-emoji, glass,
     // shapes, ... the background *is* the face or the picture. The solid colour fills the rest.
-    const svg = createAvatar(def, { seed: `${args.seed}-${style}-${i}`, size }).toString();
-    const png = new Resvg(svg, { fitTo: { mode: 'width', value: size }, background: args.background, font })
+    const key = `${args.seed}-${style}-${i}`;
+    const svg = createAvatar(def, { seed: key, size }).toString();
+    const png = new Resvg(svg, { fitTo: { mode: 'width', value: size }, background: backgroundOf(args, key), font })
       .render()
       .asPng();
     fs.writeFileSync(path.join(dir, String(i).padStart(5, '0') + '.png'), png);
@@ -207,7 +239,8 @@ function attributionMarkdown(att) {
       `library code MIT, © Florian Körner) with ${att.renderer}.`,
     '',
     `Changes made: each avatar was generated from the seed "${att.seed_scheme}" with seed ${att.seed}, ` +
-      `rasterised to a ${att.size}x${att.size} PNG, and its transparent area filled with ${att.background}.`,
+      `rasterised to a ${att.size}x${att.size} PNG, and its transparent area filled with ` +
+      (att.background === 'random' ? 'a colour drawn per image from its seed (white for about a third).' : `${att.background}.`),
     '',
     'The artwork of each style belongs to its creator and is used under the license below. ' +
       'CC BY 4.0 styles require crediting the creator, linking the license and stating the changes ' +
