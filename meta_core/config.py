@@ -169,6 +169,8 @@ class AdaptConfig:
     style_init: str = "stored"                # conditional G: start from its "stored" style or the "nearest" one
     cdc_weight: float = 0.0                   # > 0 adds cross-domain distance consistency to G's loss (diversity)
     mirror: bool = False                      # also train on the references flipped left-right (ADA's --mirror)
+    anchor_weight: float = 0.0                # > 0: G's loss adds each reference's L1 distance to its anchor sample
+    anchor_candidates: int = 256              # prior samples each reference's anchor latent is chosen from
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -191,6 +193,10 @@ class AdaptConfig:
         _check(isinstance(self.cdc_weight, (int, float)) and 0.0 <= self.cdc_weight < float("inf"),
                f"cdc_weight {self.cdc_weight} must be a finite number >= 0 (0 turns distance consistency off)")
         _check(isinstance(self.mirror, bool), f"mirror {self.mirror!r} must be true or false")
+        _check(isinstance(self.anchor_weight, (int, float)) and 0.0 <= self.anchor_weight < float("inf"),
+               f"anchor_weight {self.anchor_weight} must be a finite number >= 0 (0 turns the anchors off)")
+        _check(isinstance(self.anchor_candidates, int) and self.anchor_candidates >= 1,
+               f"anchor_candidates {self.anchor_candidates} must be a positive integer (at least the reference count)")
         _check(self.cdc_weight == 0.0 or self.batch_size >= 3,
                f"cdc_weight needs batch_size >= 3 (got {self.batch_size}): it compares each sample with the others")
 

@@ -19,7 +19,7 @@ from torch.func import functional_call, vmap
 
 from . import augment, losses
 from .config import AdaptConfig
-from .errors import TrainingDivergedError
+from .errors import ConfigError, TrainingDivergedError
 from .fastpath import FastPath, autocast_bf16, memory_format, resolve
 from .model import MetaGAN, Params
 from .optim import adam_, scalar_table
@@ -49,6 +49,22 @@ def draw_step_noise(generator: torch.Generator, num_refs: int, batch: int, z_dim
     z_g = torch.randn(batch, z_dim, generator=generator)
     aug_fake_g = augment.draw(batch, resolution, probability, generator)
     return StepNoise(real_index, z_d, aug_real, aug_fake_d, z_g, aug_fake_g)
+
+
+class Anchors(NamedTuple):
+    """Each reference's anchor latent and the reference, [(T,) K, ...]; stacked tasks with fewer references repeat
+    their own to the longest task's K, and `weight` [T, K] (None: a plain mean) counts each reference once."""
+    z: torch.Tensor
+    real: torch.Tensor
+    weight: torch.Tensor | None
+
+
+def stack_anchors(zs: list[torch.Tensor], reals: list[torch.Tensor], device) -> Anchors:
+    k = max(r.shape[0] for r in reals)
+    index = [torch.arange(k) % r.shape[0] for r in reals]
+    weight = torch.stack([torch.where(torch.arange(k) < r.shape[0], 1.0 / r.shape[0], 0.0) for r in reals])
+    return Anchors(torch.stack([z[i] for z, i in zip(zs, index)]).to(device),
+                   torch.stack([r[i.to(r.device)] for r, i in zip(reals, index)]), weight.to(device))
 
 
 def tree_map(fn, *trees):
@@ -187,21 +203,30 @@ class GANStep:
         grads = dict(zip(d_train, torch.autograd.grad(total.sum(), list(d_train.values())))) if d_train else {}
         return grads, {"d_loss": loss.detach(), "r1": r1.detach(), "real_logits": real_logits.detach()}
 
-    def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device, source: Params | None = None):
+    def g_grads(self, g: Params, d: Params, noise: StepNoise, names: list[str], device, source: Params | None = None,
+                anchors: Anchors | None = None):
         """G loss against D (held constant) and its gradients for `names`. With `source` (G's weights before
         adaptation, which the inner loop keeps only when `cfg.cdc_weight` > 0) the loss adds distance consistency
-        to the source's samples of the same latents. Returns (grads, the adversarial loss)."""
+        to the source's samples of the same latents. With `anchors` (`cfg.anchor_weight` > 0) it adds the
+        anchor samples' L1 distance to their references;
+        they run through G in the same batch as the adversarial samples. Returns (grads, the adversarial loss)."""
         g_train = {n: g[n].detach().requires_grad_(True) for n in names}
         z = noise.z_g.to(device)
+        batch = z.shape[-2]
+        z_all = torch.cat([z, anchors.z], dim=-2) if anchors is not None else z
         cdc = source is not None
         if cdc:
-            fake, maps = self.generate_features({**g, **g_train}, z)
+            fake, maps = self.generate_features({**g, **g_train}, z_all)
+            maps = [m[..., :batch, :, :, :] for m in maps]
             with torch.no_grad():
                 _, source_maps = self.generate_features(source, z)
         else:
-            fake = self.generate({**g, **g_train}, z)
+            fake = self.generate({**g, **g_train}, z_all)
+        fake, fake_anchor = fake[..., :batch, :, :, :], fake[..., batch:, :, :, :]
         loss = losses.g_loss(self.discriminate(d, self.augment(fake, noise.aug_fake_g)), self.cfg.loss.kind)
         total = loss + self.cfg.cdc_weight * losses.distance_consistency(source_maps, maps) if cdc else loss
+        if anchors is not None:
+            total = total + self.cfg.anchor_weight * losses.anchor_l1(fake_anchor, anchors.real, anchors.weight)
         grads = dict(zip(g_train, torch.autograd.grad(total.sum(), list(g_train.values())))) if g_train else {}
         return grads, loss.detach()
 
@@ -239,6 +264,7 @@ class _RunState:
         self.g_out = {**self.g, **dict(zip(loop.g_names, self.ema))}
         # G as it was (what distance consistency compares with); untrained tensors are shared, never written
         self.g_source = {**self.g, **{n: self.g[n].clone() for n in loop.g_names}} if cfg.cdc_weight > 0 else None
+        self.anchors: Anchors | None = None  # set by the run when anchor_weight > 0
         self.d_train = [self.d[n] for n in loop.d_names]
         self.m_g = [torch.zeros_like(t) for t in self.g_train]
         self.v_g = [torch.zeros_like(t) for t in self.g_train]
@@ -317,7 +343,7 @@ class InnerLoop:
         gd = [grads_d[n] for n in self.d_names]
         adam_(st.d_train, gd, st.m_d, st.v_d, sc[..., 0], sc[..., 1], cfg.betas, foreach=fast.foreach)
         with autocast_bf16(fast.bf16_train, dev.type):
-            grads_g, g_loss = gan.g_grads(st.g, st.d, noise, self.g_names, dev, st.g_source)
+            grads_g, g_loss = gan.g_grads(st.g, st.d, noise, self.g_names, dev, st.g_source, st.anchors)
         gg = [grads_g[n] for n in self.g_names]
         adam_(st.g_train, gg, st.m_g, st.v_g, sc[..., 2], sc[..., 3], cfg.betas, foreach=fast.foreach)
         if st.ema:
@@ -356,6 +382,18 @@ class InnerLoop:
         graph.replay()
 
     # --- the run -------------------------------------------------------------------------------------
+
+    def anchor_latents(self, g: Params, real: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Each reference's anchor: of `cfg.anchor_candidates` latents drawn from `generator`, the one whose
+        sample under the starting weights `g` is nearest to it, one latent per reference. Returns [K, z_dim]."""
+        cfg, z_dim = self.cfg, self.model.config.generator.z_dim
+        if real.shape[0] > cfg.anchor_candidates:
+            raise ConfigError(f"anchor_candidates={cfg.anchor_candidates} is less than the {real.shape[0]} reference "
+                              "images (mirror doubles them): raise anchor_candidates to at least that many")
+        z = torch.randn(cfg.anchor_candidates, z_dim, generator=generator)
+        with torch.no_grad():
+            fakes = torch.cat([self.single.generate(g, chunk.to(real.device)) for chunk in z.split(64)])
+        return z[losses.match_anchors(fakes, real)]
 
     def check_not_collapsed(self, g: Params, step: int) -> None:
         diversity = sample_diversity(self.model, g)
@@ -410,6 +448,9 @@ class InnerLoop:
         start = time.perf_counter()
         st = _RunState(self, g, d, reals, steps)
         dev = reals[0].device
+        if cfg.anchor_weight > 0:  # drawn before the step noise: the steps' draws follow the anchors'
+            zs = [self.anchor_latents(g, reals[j], generators[j]) for j in range(T)]
+            st.anchors = stack_anchors(zs, reals, dev) if st.stacked else Anchors(zs[0].to(dev), reals[0], None)
 
         def draw(j: int) -> StepNoise:
             return draw_step_noise(generators[j], reals[j].shape[0], cfg.batch_size, gcfg.z_dim, gcfg.resolution,

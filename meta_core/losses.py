@@ -48,3 +48,34 @@ def _neighbour_log_softmax(features: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
     log_p = sim.masked_fill(eye, float("-inf")).log_softmax(-1)
     return log_p.masked_fill(eye, 0.0)
+
+
+def anchor_l1(fake: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute pixel difference of each anchor sample [..., K, C, H, W] from its reference, averaged over
+    the K references (or weighted by `weight` [..., K], which sums to 1 over K): [...]. Keeps every reference
+    reachable from a latent of its own (IMLE's coverage idea, with latents fixed at the start), so adaptation
+    cannot draw a few of the references and drop the rest."""
+    per_reference = (fake.float() - target.float()).abs().mean(dim=(-3, -2, -1))
+    return per_reference.mean(-1) if weight is None else (per_reference * weight).sum(-1)
+
+
+def match_anchors(fakes: torch.Tensor, real: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """For each reference [K, C, R, R], the index of a different sample in `fakes` [M, C, R, R] (M >= K): greedily
+    the closest remaining pair first, by Euclidean distance at `size` x `size` (shape and colour, not detail)."""
+    k, m = real.shape[0], fakes.shape[0]
+    if m < k:
+        raise ValueError(f"{m} candidate samples cannot give {k} references one each")
+
+    def small(x):
+        return F.interpolate(x.float(), size=(size, size), mode="area").flatten(1) if x.shape[-1] > size else \
+            x.float().flatten(1)
+
+    dist = torch.cdist(small(real), small(fakes))  # [K, M]
+    chosen = torch.empty(k, dtype=torch.long)
+    for _ in range(k):
+        flat = int(dist.argmin())
+        ref, cand = divmod(flat, m)
+        chosen[ref] = cand
+        dist[ref, :] = float("inf")
+        dist[:, cand] = float("inf")
+    return chosen

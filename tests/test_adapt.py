@@ -27,6 +27,18 @@ def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
     opt_d = torch.optim.Adam([D.get_parameter(n) for n in d_names], lr=cfg.lr_d, betas=cfg.betas, eps=1e-8)
     source = copy.deepcopy(G)
     z_dim, res = model.config.generator.z_dim, model.resolution
+    if cfg.anchor_weight:  # drawn before the steps' noise; the closest free (reference, sample) pair first
+        z_cand = torch.randn(cfg.anchor_candidates, z_dim, generator=gen)
+        with torch.no_grad():
+            cand = G(z_cand)
+        pairs = sorted((float((real[k] - cand[m]).square().sum().sqrt()), k, m)
+                       for k in range(real.shape[0]) for m in range(cand.shape[0]))
+        anchor, used = {}, set()
+        for _, k, m in pairs:
+            if k not in anchor and m not in used:
+                anchor[k] = m
+                used.add(m)
+        z_anchor = z_cand[[anchor[k] for k in range(real.shape[0])]]
     for step in range(cfg.steps):
         noise = draw_step_noise(gen, real.shape[0], cfg.batch_size, z_dim, res, cfg.augment.probability)
         with torch.no_grad():
@@ -50,6 +62,8 @@ def reference_adapt(model, real, cfg: AdaptConfig, gen: torch.Generator):
             with torch.no_grad():
                 _, source_maps = source(noise.z_g, features=True)
             loss_g = loss_g + cfg.cdc_weight * unrolled_distance_consistency(source_maps, maps)
+        if cfg.anchor_weight:
+            loss_g = loss_g + cfg.anchor_weight * (G(z_anchor) - real).abs().mean()
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -70,12 +84,14 @@ def unrolled_distance_consistency(source_maps, target_maps):
     return total / len(source_maps)
 
 
-@pytest.mark.parametrize("strategy, cdc", [("full", 0.0), ("freeze_d", 0.0), ("modulation", 0.0), ("full", 50.0),
-                                           ("modulation", 50.0)])
-def test_adaptation_equals_hand_unrolled_loop(strategy, cdc):
+@pytest.mark.parametrize("strategy, cdc, anchor", [("full", 0.0, 0.0), ("freeze_d", 0.0, 0.0), ("modulation", 0.0, 0.0),
+                                                   ("full", 50.0, 0.0), ("modulation", 50.0, 0.0), ("full", 0.0, 3.0),
+                                                   ("full", 50.0, 3.0)])
+def test_adaptation_equals_hand_unrolled_loop(strategy, cdc, anchor):
     model = tiny_model(16)
     refs = random_images(5, 16)
-    cfg = tiny_adapt(steps=4, strategy=strategy, lr_g=0.01, lr_d=0.01, cdc_weight=cdc)
+    cfg = tiny_adapt(steps=4, strategy=strategy, lr_g=0.01, lr_d=0.01, cdc_weight=cdc, anchor_weight=anchor,
+                     anchor_candidates=12)
     result = adapt(model, refs, cfg, generator=torch.Generator().manual_seed(7))
     ref_g, ref_d = reference_adapt(model, refs * 2 - 1, cfg, torch.Generator().manual_seed(7))
     # Adam turns float32 rounding in a near-zero gradient into a full step: with the distance term an element
@@ -217,6 +233,8 @@ def test_bad_references_raise_typed_errors(images, match):
     (AdaptConfig, {"cdc_weight": -1.0}, "cdc_weight"),
     (AdaptConfig, {"cdc_weight": 1.0, "batch_size": 2}, "batch_size >= 3"),
     (AdaptConfig, {"mirror": "yes"}, "true or false"),
+    (AdaptConfig, {"anchor_weight": float("nan")}, "anchor_weight"),
+    (AdaptConfig, {"anchor_candidates": 0}, "anchor_candidates"),
     (LossConfig, {"kind": "wgan"}, "unknown loss"), (AugmentConfig, {"probability": 1.5}, "probability"),
 ])
 def test_bad_configs_raise(cls, kwargs, match):
@@ -338,3 +356,37 @@ def test_distance_consistency_leaves_the_first_step_alone_and_changes_the_later_
     for name in g[0.0][0]:
         torch.testing.assert_close(g[100.0][0][name], g[0.0][0][name], atol=2e-5, rtol=1e-4)  # a step is ~1e-2
     assert not all(torch.allclose(g[100.0][1][n], g[0.0][1][n], atol=1e-4) for n in g[0.0][1])
+
+
+def test_anchors_pair_each_reference_with_its_own_nearest_sample():
+    refs = random_images(4, 32, seed=1) * 2 - 1
+    others = random_images(6, 32, seed=2) * 2 - 1
+    order = torch.tensor([2, 0, 3, 1])
+    fakes = torch.cat([others[:3], refs[order] + 0.01, others[3:]])  # reference order[i] is sample 3 + i
+    chosen = losses.match_anchors(fakes, refs)
+    assert chosen.tolist() == [3 + order.tolist().index(k) for k in range(4)]
+    twins = torch.cat([refs[:1], refs[:1] + 0.01, others[:2]])  # two references closest to one sample: one each
+    two = losses.match_anchors(twins, torch.cat([refs[:1], refs[:1] + 0.005]))
+    assert sorted(two.tolist()) == [0, 1]
+
+
+def test_anchors_need_a_candidate_per_reference():
+    with pytest.raises(ConfigError, match="raise anchor_candidates"):
+        adapt(tiny_model(16), random_images(5, 16), tiny_adapt(anchor_weight=1.0, anchor_candidates=4), seed=0)
+
+
+def test_anchor_loss_draws_each_reference_from_its_anchor():
+    """The anchored samples move towards their references; without the loss they do not."""
+    model, refs = tiny_model(16), random_images(4, 16)
+    cfg = tiny_adapt(steps=30, lr_g=0.01, lr_d=0.01, anchor_candidates=16)
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(16, model.config.generator.z_dim, generator=gen)
+    with torch.no_grad():
+        z_anchor = z[losses.match_anchors(model.G(z), refs * 2 - 1)]
+
+    def error(weight):
+        out = adapt(model, refs, dataclasses.replace(cfg, anchor_weight=weight), seed=5).model
+        with torch.no_grad():
+            return float(losses.anchor_l1(out.G(z_anchor), refs * 2 - 1))
+
+    assert error(20.0) < 0.85 * error(0.0)  # random-noise references: a tiny G fits them only part way

@@ -112,11 +112,13 @@ def test_fast_adaptation_without_channels_last_is_exact_on_cpu(strategy):
 
 
 @pytest.mark.parametrize("variant", sorted(FP32_VARIANTS))
-@pytest.mark.parametrize("strategy, ema, cdc", [("full", 0.0, 0.0), ("modulation", 0.0, 0.0), ("full", 3.0, 0.0),
-                                                ("full", 0.0, 50.0)])
-def test_fast_adaptation_matches_reference(device, fp32, variant, strategy, ema, cdc):
+@pytest.mark.parametrize("strategy, ema, cdc, anchor", [("full", 0.0, 0.0, 0.0), ("modulation", 0.0, 0.0, 0.0),
+                                                        ("full", 3.0, 0.0, 0.0), ("full", 0.0, 50.0, 0.0),
+                                                        ("full", 0.0, 0.0, 3.0)])
+def test_fast_adaptation_matches_reference(device, fp32, variant, strategy, ema, cdc, anchor):
     model, refs = tiny_model(16, device=device), random_images(5, 16)
-    cfg = tiny_adapt(steps=6, strategy=strategy, lr_g=0.01, lr_d=0.01, ema_half_life=ema, cdc_weight=cdc)
+    cfg = tiny_adapt(steps=6, strategy=strategy, lr_g=0.01, lr_d=0.01, ema_half_life=ema, cdc_weight=cdc,
+                     anchor_weight=anchor, anchor_candidates=8)
     ref = adapt(model, refs, cfg, seed=3)
     fast = adapt(model, refs, cfg, seed=3, fast=fp32_fast(device, **FP32_VARIANTS[variant]))
     assert_params_close(ref.model, fast.model)
@@ -153,8 +155,8 @@ def poison_step(monkeypatch, model, refs, cfg, seed, bad_steps):
     z_bad = torch.stack([z_bad[s] for s in bad_steps]).to(model.device)  # [S, B, z]
     original = GANStep.g_grads
 
-    def g_grads(self, g, d, noise, names, device, source=None):
-        grads, loss = original(self, g, d, noise, names, device, source)
+    def g_grads(self, g, d, noise, names, device, source=None, anchors=None):
+        grads, loss = original(self, g, d, noise, names, device, source, anchors)
         hit = (noise.z_g.to(device).unsqueeze(-3) == z_bad).flatten(-2).all(dim=-1).any(dim=-1)  # [] or [T]
         poison = torch.where(hit, torch.full((), float("nan"), device=device), torch.ones((), device=device))
         return grads, loss * poison
@@ -323,7 +325,7 @@ def test_bf16_sampling_within_its_tolerance(device):
 
 @pytest.mark.parametrize("inner", [dict(), dict(loss=LossConfig(r1_interval=1)), dict(strategy="freeze_d"),
                                    dict(ema_half_life=2.0), dict(cdc_weight=50.0),
-                                   dict(mirror=True)])
+                                   dict(mirror=True), dict(anchor_weight=3.0, anchor_candidates=8)])
 def test_batched_inner_loop_equals_one_task_at_a_time(device, fp32, inner):
     """R1 (double backward) and minibatch-std under vmap; tasks with different numbers of images."""
     model = tiny_model(16, device=device)
