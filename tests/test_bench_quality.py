@@ -8,7 +8,7 @@ import torch
 from meta_core import AdaptConfig, MetaGAN, ModelConfig, checkpoint
 from meta_core.app.bench_quality import (gates, main, method_setup, prior_fit, prior_gate, run, stratified_halves,
                                          summarise, unadapted_samples)
-from meta_core.config import AugmentConfig
+from meta_core.config import AugmentConfig, LossConfig
 from meta_core.errors import ConfigError
 from meta_core.app.evaluator import load_evaluator, train_evaluator
 from tests.helpers import tiny_model, trained_styles, write_task_folder
@@ -123,6 +123,24 @@ def test_transfer_adapts_by_ours_recipe_with_freeze_d():
         model, cfg = method_setup("transfer", {"meta": ours, "transfer": pooled}, budget=3, seed=0)
         assert model is pooled
         assert cfg == dataclasses.replace(ours.adapt_defaults, steps=3, strategy="freeze_d", augment=expected)
+
+
+def test_dcgan_baseline_is_the_textbook_fine_tuning_whatever_the_checkpoint_stores():
+    ours = tiny_model(16, seed=0)
+    stored = AdaptConfig(steps=7, lr_g=1e-3, lr_d=1e-3, strategy="full", anchor_weight=10.0, ema_half_life=5.0,
+                         cdc_weight=2.0, mirror=True, loss=LossConfig(r1_gamma=1.0))
+    plain = AdaptConfig(steps=7, lr_g=1e-3, lr_d=1e-3, strategy="full")
+    cfgs = []
+    for defaults in (stored, plain):
+        ours.adapt_defaults = defaults
+        model, cfg = method_setup("dcgan", {"meta": ours, "dcgan": ours}, budget=3, seed=0)
+        assert model is ours
+        cfgs.append(cfg)
+    assert cfgs[0] == cfgs[1]
+    cfg = cfgs[0]
+    assert (cfg.anchor_weight, cfg.ema_half_life, cfg.cdc_weight, cfg.mirror) == (0.0, 0.0, 0.0, False)
+    assert (cfg.strategy, cfg.freeze_d_blocks, cfg.lr_g, cfg.loss.r1_gamma) == ("freeze_d", 2, 2e-4, 0.0)
+    assert cfg.augment == AugmentConfig() and cfg.steps == 3
 
 
 def test_a_conditional_model_is_sampled_at_each_training_styles_own_vector():

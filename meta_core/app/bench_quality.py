@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from .. import checkpoint, metrics
 from ..adaptation import adapt
-from ..config import AugmentConfig, apply_overrides
+from ..config import AugmentConfig, LossConfig, apply_overrides
 from ..data import load_task_folder, to_float
 from ..errors import ConfigError, MetaGANError
 from ..fastpath import FastPath
@@ -47,7 +47,10 @@ from .evaluator import load_evaluator
 
 METHODS = ("meta", "transfer", "scratch", "unlabeled", "dcgan")
 BASELINES = ("transfer", "scratch", "dcgan")  # what "meta beats ..." is counted against, where they ran
-DCGAN_RECIPE = dict(strategy="freeze_d", freeze_d_blocks=2, lr_g=2e-4, lr_d=2e-4, batch_size=16)
+# the textbook fine-tuning, whole: nothing of the checkpoint's stored extras (anchors, an EMA, distance
+# consistency, mirroring, R1), or a bundled checkpoint passed as --dcgan would lend the baseline its own default
+DCGAN_RECIPE = dict(strategy="freeze_d", freeze_d_blocks=2, lr_g=2e-4, lr_d=2e-4, batch_size=16,
+                    loss=LossConfig(r1_gamma=0.0), ema_half_life=0.0, cdc_weight=0.0, mirror=False, anchor_weight=0.0)
 GATE_K = 10
 REPEAT_SEED_STRIDE = 100_003  # seeds of repeat r: far from every other cell's
 
