@@ -242,6 +242,12 @@ def save(model: MetaGAN, path, dtype: torch.dtype = torch.float32) -> Path:
     return atomic_save(tensors, metadata, path)
 
 
+def stored_dtype(path) -> torch.dtype:
+    """The dtype `save` wrote a checkpoint's weights in (float16 or float32): what rewriting it in place keeps."""
+    entries, _ = read_header(path)
+    return torch.float16 if any(e.get("dtype") == "F16" for e in entries.values()) else torch.float32
+
+
 def _check_shapes(path, expected: dict[str, tuple], shapes: dict[str, tuple]) -> None:
     missing = sorted(set(expected) - set(shapes))
     if missing:

@@ -207,9 +207,9 @@ class GANStep:
                 anchors: Anchors | None = None):
         """G loss against D (held constant) and its gradients for `names`. With `source` (G's weights before
         adaptation, which the inner loop keeps only when `cfg.cdc_weight` > 0) the loss adds distance consistency
-        to the source's samples of the same latents. With `anchors` (`cfg.anchor_weight` > 0) it adds the
-        anchor samples' L1 distance to their references;
-        they run through G in the same batch as the adversarial samples. Returns (grads, the adversarial loss)."""
+        to the source's samples of the same latents. With `anchors` (`cfg.anchor_weight` > 0) it adds the anchor
+        samples' L1 distance to their references; they run through G in the adversarial samples' batch, after them.
+        Returns (grads, the adversarial loss)."""
         g_train = {n: g[n].detach().requires_grad_(True) for n in names}
         z = noise.z_g.to(device)
         batch = z.shape[-2]
@@ -217,12 +217,14 @@ class GANStep:
         cdc = source is not None
         if cdc:
             fake, maps = self.generate_features({**g, **g_train}, z_all)
-            maps = [m[..., :batch, :, :, :] for m in maps]
+            if anchors is not None:
+                maps = [m[..., :batch, :, :, :] for m in maps]
             with torch.no_grad():
                 _, source_maps = self.generate_features(source, z)
         else:
             fake = self.generate({**g, **g_train}, z_all)
-        fake, fake_anchor = fake[..., :batch, :, :, :], fake[..., batch:, :, :, :]
+        if anchors is not None:
+            fake, fake_anchor = fake[..., :batch, :, :, :], fake[..., batch:, :, :, :]
         loss = losses.g_loss(self.discriminate(d, self.augment(fake, noise.aug_fake_g)), self.cfg.loss.kind)
         total = loss + self.cfg.cdc_weight * losses.distance_consistency(source_maps, maps) if cdc else loss
         if anchors is not None:

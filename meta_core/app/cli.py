@@ -184,9 +184,8 @@ def cmd_bench_speed(args) -> int:
 def cmd_set_defaults(args) -> int:
     model = checkpoint.load(args.file)
     cfg = apply_overrides(model.adapt_defaults, args.adapt)
-    entries, _ = checkpoint.read_header(args.file)
-    dtype = torch.float16 if any(e.get("dtype") == "F16" for e in entries.values()) else torch.float32
-    checkpoint.save(model.with_params(model.g_params(), model.d_params(), adapt_defaults=cfg), args.file, dtype=dtype)
+    checkpoint.save(model.with_params(model.g_params(), model.d_params(), adapt_defaults=cfg), args.file,
+                    dtype=checkpoint.stored_dtype(args.file))
     print(f"{args.file}: adaptation defaults {json.loads(to_json(cfg))}")
     return 0
 

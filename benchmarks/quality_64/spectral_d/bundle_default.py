@@ -30,10 +30,8 @@ provenance = {**model.provenance, "adaptation_default": {
     "validation_mean_recall": args.validation_recall,
     "previous": model.provenance.get("adaptation_default"),
 }}
-entries, _ = checkpoint.read_header(args.checkpoint)
-dtype = torch.float16 if any(e.get("dtype") == "F16" for e in entries.values()) else torch.float32
 checkpoint.save(model.with_params(model.g_params(), model.d_params(), adapt_defaults=cfg, provenance=provenance),
-                args.checkpoint, dtype=dtype)
+                args.checkpoint, dtype=checkpoint.stored_dtype(args.checkpoint))
 after = checkpoint.load(args.checkpoint)
 assert all(torch.equal(before[n], t) for n, t in {**after.g_params(), **after.d_params()}.items())
 print(args.checkpoint, after.adapt_defaults)
