@@ -230,6 +230,11 @@ def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
     run("pretrain", "--out", pre, "--steps", "2", *args)
     run("pretrain", "--out", styled, "--init", pre, "--style-lr-mul", "20", "--steps", "4", *args)
     model = checkpoint.load(styled)
+    # the provenance is this piece's (its command and data), with the piece it continued listed before it
+    first = checkpoint.load(pre).provenance
+    assert "--init" in model.provenance["command"] and "--init" not in first["command"]
+    assert [p["command"] for p in model.provenance["pieces"]] == [first["command"]]
+    assert model.provenance["pretrained"]["steps"] == 4 and "resumed_from" not in model.provenance
     assert model.config.generator.style_lr_mul == 20 and model.config.discriminator.style_lr_mul == 20
     assert float(model.G.style.abs().sum()) > 0 and float(model.D.style.abs().sum()) > 0  # trained from zero
     grids = sorted((tmp_path / "styled").glob("fakes*.png"))

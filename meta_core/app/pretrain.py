@@ -79,6 +79,9 @@ def run(args) -> int:
                 k: source.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
     if args.init:
         previous_wall = float(model.provenance.get("wall_seconds", 0.0))
+        # the earlier pieces are in "pieces" now; of their record only the adaptation default's still describes
+        # this file (it carries that default), so their command, data and resume point do not mask this piece's
+        model.provenance = {k: v for k, v in model.provenance.items() if k == "adaptation_default"}
     print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
           f"batch {cfg.batch_size}, {trainer.fast.describe()}; steps {trainer.steps_done}->{args.steps}"
           f"{f', at most {args.minutes} min' if args.minutes else ''}", file=sys.stderr)
