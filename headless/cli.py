@@ -225,13 +225,13 @@ def _warn(warnings: list[Problem], err: TextIO) -> None:
         print(f"warning: {w}", file=err)
 
 
-def _convert_and_validate(loaded, node_defs, args, err: TextIO, check_values: bool = True):
+def _convert_and_validate(loaded, node_defs, err: TextIO, *, strict: bool, check_values: bool = True):
     """The API prompt of a loaded workflow and its validation; WorkflowError on any problem, warnings to err."""
     conversion = to_api_prompt(loaded, node_defs)
     _warn(conversion.warnings, err)
     if conversion.problems:
         raise WorkflowError(conversion.problems)
-    validation = validate_prompt(conversion.prompt, node_defs, check_values=check_values, strict=args.strict)
+    validation = validate_prompt(conversion.prompt, node_defs, check_values=check_values, strict=strict)
     _warn(validation.warnings, err)
     if validation.problems:
         raise WorkflowError(validation.problems)
@@ -276,7 +276,7 @@ def _run_local(args, out: TextIO, err: TextIO) -> int:
     node_defs = registry.node_defs()
 
 
-    conversion, validation = _convert_and_validate(loaded, node_defs, args, err)
+    conversion, validation = _convert_and_validate(loaded, node_defs, err, strict=args.strict)
     if args.check:
         print(f"{args.workflow}: valid ({len(validation.prompt)} nodes, {len(validation.needed)} would run).", file=out)
         return EXIT_OK
@@ -326,7 +326,7 @@ def _run_remote(args, out: TextIO, err: TextIO) -> int:
     client = ComfyClient(args.server)
     node_defs = node_defs_from_object_info(client.object_info())
     # Values (file lists, ranges, custom checks) are left to the server, which knows its own files.
-    conversion, validation = _convert_and_validate(loaded, node_defs, args, err, check_values=False)
+    conversion, validation = _convert_and_validate(loaded, node_defs, err, strict=args.strict, check_values=False)
     if args.check:
         print(f"{args.workflow}: valid for {client.base_url} ({len(validation.prompt)} nodes).", file=out)
         return EXIT_OK
