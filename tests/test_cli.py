@@ -1,4 +1,5 @@
 """The CLI end to end, in subprocesses, on tiny settings."""
+import dataclasses
 import json
 import math
 import os
@@ -245,3 +246,21 @@ def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
     proc = run("pretrain", "--out", tmp_path / "x.safetensors", "--style-lr-mul", "20", "--steps", "1",
                *args[:-2], check=False)
     assert proc.returncode != 0 and "dcgan arch only" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_inner_from_init_and_meta_set(trained, tmp_path):
+    _, tasks, out = trained
+    start = tmp_path / "init.safetensors"
+    start.write_bytes(out.read_bytes())
+    run("set-defaults", start, "--adapt", "steps=3,anchor_weight=2,ema_half_life=1.5,lr_g=3e-4")
+    meta = tmp_path / "m.safetensors"
+    run("train", "--tasks", tasks, "--out", meta, "--init", start, "--inner-from-init", "--inner-set", "steps=2",
+        "--meta-set", "eps_start=0.2,eps_end=0.02", "--steps", "1", "--meta-batch", "1", "--support", "4",
+        "--device", "cpu")
+    cfg = checkpoint.load(meta).meta_config
+    assert dataclasses.replace(cfg.inner, steps=3) == checkpoint.load(start).adapt_defaults
+    assert (cfg.inner.steps, cfg.eps_start, cfg.eps_end) == (2, 0.2, 0.02)
+    proc = run("train", "--tasks", tasks, "--out", meta, "--resume", meta, "--meta-set", "eps_end=0", check=False)
+    assert proc.returncode != 0 and "--meta-set" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("train", "--tasks", tasks, "--out", meta, "--inner-from-init", check=False)
+    assert proc.returncode != 0 and "--init" in proc.stderr and "Traceback" not in proc.stderr

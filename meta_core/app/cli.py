@@ -46,15 +46,29 @@ def cmd_train(args) -> int:
             raise ConfigError(f"{args.resume} was not meta-trained, so there is no run to resume: start a new run "
                               "without --resume")
         cfg = model.meta_config
+        changed = [f for f, v in (("--inner-from-init", args.inner_from_init), ("--inner-steps", args.inner_steps),
+                                  ("--inner-lr", args.inner_lr), ("--batch-size", args.batch_size),
+                                  ("--strategy", args.strategy), ("--inner-set", args.inner_set),
+                                  ("--meta-set", args.meta_set), ("--init", args.init)) if v]
+        if changed:
+            raise ConfigError(f"--resume continues the stored run with its own settings; drop {', '.join(changed)} "
+                              "(only --steps may change)")
         if args.steps is not None:
             cfg = dataclasses.replace(cfg, steps=args.steps)
     else:
-        inner = apply_overrides(AdaptConfig(steps=args.inner_steps, lr_g=args.inner_lr, lr_d=args.inner_lr,
-                                            batch_size=args.batch_size, strategy=args.strategy), args.inner_set)
-        cfg = MetaConfig(algorithm=args.algorithm, steps=args.steps or MetaConfig.steps, meta_batch=args.meta_batch,
-                         support_size=args.support, seed=args.seed, inner=inner)
-        if args.init:  # e.g. a pooled-pretrained model: meta-learning builds on it
-            start = checkpoint.load(args.init, device)
+        start = checkpoint.load(args.init, device) if args.init else None
+        if args.inner_from_init and start is None:
+            raise ConfigError("--inner-from-init takes the inner loop from the --init checkpoint's adaptation "
+                              "default: give --init too")
+        inner = start.adapt_defaults if args.inner_from_init else AdaptConfig(steps=10, strategy="full")
+        given = {"steps": args.inner_steps, "lr_g": args.inner_lr, "lr_d": args.inner_lr,
+                 "batch_size": args.batch_size, "strategy": args.strategy}
+        inner = apply_overrides(dataclasses.replace(inner, **{k: v for k, v in given.items() if v is not None}),
+                                args.inner_set)
+        cfg = apply_overrides(MetaConfig(algorithm=args.algorithm, steps=args.steps or MetaConfig.steps,
+                                         meta_batch=args.meta_batch, support_size=args.support, seed=args.seed,
+                                         inner=inner), args.meta_set)
+        if start is not None:  # e.g. a pooled-pretrained model: meta-learning builds on it
             model = start.with_params(start.g_params(), start.d_params(), meta_config=None, meta_step=0,
                                       provenance={"init": {"file": str(args.init), **start.provenance}})
         else:
@@ -272,12 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--algorithm", choices=ALGORITHMS, default="reptile")
     t.add_argument("--meta-batch", type=positive_int, default=MetaConfig.meta_batch, help="tasks per outer step")
     t.add_argument("--support", type=positive_int, default=MetaConfig.support_size, help="images per task (K)")
-    t.add_argument("--inner-steps", type=positive_int, default=10, help="inner-loop steps per task")
-    t.add_argument("--inner-lr", type=positive_float, default=AdaptConfig.lr_g, help="inner Adam learning rate")
-    t.add_argument("--batch-size", type=positive_int, default=AdaptConfig.batch_size)
-    t.add_argument("--strategy", choices=STRATEGIES, default="full", help="inner-loop strategy (default full)")
+    t.add_argument("--inner-from-init", action="store_true", help="the inner loop is the --init checkpoint's "
+                   "adaptation default (the budget a user gets); the options below change it")
+    t.add_argument("--inner-steps", type=positive_int, help="inner-loop steps per task (default 10)")
+    t.add_argument("--inner-lr", type=positive_float, help=f"inner Adam learning rate (default {AdaptConfig.lr_g})")
+    t.add_argument("--batch-size", type=positive_int, help=f"inner batch (default {AdaptConfig.batch_size})")
+    t.add_argument("--strategy", choices=STRATEGIES, help="inner-loop strategy (default full)")
     t.add_argument("--inner-set", default="", help="other inner-loop AdaptConfig fields, e.g. "
                    "freeze_d_blocks=2,loss.r1_gamma=0.1,loss.r1_interval=16")
+    t.add_argument("--meta-set", default="", help="other MetaConfig fields, e.g. eps_start=0.2,eps_end=0.02 "
+                   "(Reptile's outer step size) or query_size=16")
     t.add_argument("--channel-base", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_base,
                    help="channels at resolution r: min(channel_base // r, channel_max)")
     t.add_argument("--channel-max", type=positive_int, default=ModelConfig.for_resolution(64).generator.channel_max)
