@@ -166,13 +166,21 @@ def poison_step(monkeypatch, model, refs, cfg, seed, bad_steps):
 
 @pytest.mark.parametrize("check_every", [1, 2, 12])
 def test_fast_rollback_matches_reference(device, fp32, monkeypatch, check_every):
+    """Windowed checks roll back exactly the steps the per-step rule does. Compared bit for bit on the CPU
+    (channels_last off: same ops, same order): twelve GAN steps with rollbacks turn a 1e-7 rounding difference
+    into ~1e-2 on some CPUs (measured on an AMD EPYC: the first Adam step is a sign function, and a weight whose
+    gradient rounds near zero takes a full step either way), so a tolerance could not tell a bug from rounding."""
     model, refs = tiny_model(16, device=device), random_images(4, 16)
     cfg = tiny_adapt(steps=12, lr_g=0.01, lr_d=0.01)  # collapse checks every 3 steps: windows of up to 3
     poison_step(monkeypatch, model, refs * 2 - 1, cfg, 5, bad_steps=[1, 4])
     ref = adapt(model, refs, cfg, seed=5)
-    fast = adapt(model, refs, cfg, seed=5, fast=fp32_fast(device, check_every=check_every))
+    exact = device.type == "cpu"
+    fast = adapt(model, refs, cfg, seed=5, fast=fp32_fast(device, check_every=check_every, channels_last=not exact))
     assert ref.stats.rollbacks == fast.stats.rollbacks == 2
-    assert_params_close(ref.model, fast.model)
+    if exact:
+        assert fast.model.content_hash() == ref.model.content_hash()
+    else:
+        assert_params_close(ref.model, fast.model)
     assert [x != x for x in ref.stats.g_loss] == [x != x for x in fast.stats.g_loss]
 
 
@@ -368,23 +376,33 @@ def test_batched_meta_step_with_every_task_diverging_raises(monkeypatch):
 
 @pytest.mark.parametrize("check_every", [1, 3])
 def test_stacked_tasks_roll_back_one_task_and_keep_the_others(device, fp32, monkeypatch, check_every):
-    """A task whose steps go non-finite rolls back alone; the other tasks' steps count, as when run one by one."""
+    """A task whose steps go non-finite rolls back alone: the other tasks' weights are bit for bit those of the
+    same stacked run without the bad steps, and the bad task drops the steps the per-step rule drops when it
+    runs alone. (Stacked and one-by-one arithmetic differ in rounding, which twelve steps with rollbacks
+    amplify past any tolerance on some CPUs: see test_fast_rollback_matches_reference. That stacked runs
+    equal one-by-one ones is tested over fewer steps above.)"""
     model = tiny_model(16, device=device)
     cfg = tiny_adapt(steps=12, lr_g=0.01, lr_d=0.01)  # collapse checks every 3 steps: windows of up to 3
     reals = [random_images(k, 16, seed=k).to(device) * 2 - 1 for k in (3, 4, 5)]
+    fast = FastPath(vmap_tasks=True, bf16_train=False, check_every=check_every)
+
+    def stacked():
+        gens = [torch.Generator().manual_seed(200 + j) for j in range(3)]
+        return InnerLoop(model, cfg, fast).run_tasks(model.g_params(), model.d_params(), reals, gens)
+
+    clean = stacked()
     poison_step(monkeypatch, model, reals[1], cfg, 201, bad_steps=[1, 4])
-    gens = [torch.Generator().manual_seed(200 + j) for j in range(3)]
-    batched = InnerLoop(model, cfg, FastPath(vmap_tasks=True, bf16_train=False, check_every=check_every)).run_tasks(
-        model.g_params(), model.d_params(), reals, gens)
-    for j, real in enumerate(reals):
-        g, d, stats = InnerLoop(model, cfg).run(model.g_params(), model.d_params(), real,
-                                                torch.Generator().manual_seed(200 + j))
-        bg, bd, bstats = batched[j]
-        assert bstats.rollbacks == stats.rollbacks == (2 if j == 1 else 0)
-        for name in g:
-            torch.testing.assert_close(bg[name], g[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
-        for name in d:
-            torch.testing.assert_close(bd[name], d[name], atol=PARAM_ATOL, rtol=PARAM_RTOL, msg=name)
+    batched = stacked()
+    for j in (0, 2):
+        assert batched[j][2].rollbacks == 0
+        assert params_equal(batched[j][0], clean[j][0]) and params_equal(batched[j][1], clean[j][1])
+    alone = torch.Generator().manual_seed(201)
+    *_, stats = InnerLoop(model, cfg).run(model.g_params(), model.d_params(), reals[1], alone)
+    bg, bd, bstats = batched[1]
+    assert bstats.rollbacks == stats.rollbacks == 2
+    assert [x != x for x in bstats.g_loss] == [x != x for x in stats.g_loss]
+    assert all(bool(t.isfinite().all()) for t in (*bg.values(), *bd.values()))
+    assert not params_equal(bg, clean[1][0])  # its dropped steps changed its course
 
 
 def test_a_stacked_task_that_diverges_comes_back_as_its_error(monkeypatch):
