@@ -1,8 +1,8 @@
 """Rule 40, item 5: Reptile's held-out cells against the bundled prior's cells of the same seeds and references.
 Usage: compare_r40.py REPTILE_RESULTS.json (the bundled cells are read from ../bundled_tb64/)."""
 import json
-import math
 import sys
+from statistics import geometric_mean
 from pathlib import Path
 
 here = Path(__file__).resolve().parent
@@ -22,6 +22,5 @@ for k in sorted({k for _, k in reptile}):
         wins += r["fd"] < b["fd"]
         print(f"| {k} | {s} | {b['fd']:.1f} | {r['fd']:.1f} | {b['precision']:.2f} / {b['recall']:.2f} | "
               f"{r['precision']:.2f} / {r['recall']:.2f} | {r['copies']:.2f} |")
-    gb = math.exp(sum(math.log(bundled[(s, k)]["fd"]) for s in styles) / len(styles))
-    gr = math.exp(sum(math.log(reptile[(s, k)]["fd"]) for s in styles) / len(styles))
+    gb, gr = (geometric_mean(cells[(s, k)]["fd"] for s in styles) for cells in (bundled, reptile))
     print(f"| {k} | geo-mean; Reptile lower on {wins} of {len(styles)} | {gb:.1f} | {gr:.1f} | | | |")
