@@ -14,8 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meta_core import FastPath, adapt, load  # noqa: E402
+from meta_core.app.bench_speed import describe_device  # noqa: E402
 from meta_core.config import apply_overrides  # noqa: E402
 from meta_core.data import load_image_folder, to_float  # noqa: E402
 
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.checkpoint)
     cfg = apply_overrides(model.adapt_defaults, args.set) if args.set else model.adapt_defaults
     references = to_float(load_image_folder(args.references, model.resolution, limit=args.shots)) * 0.5 + 0.5
+    print(f"{describe_device(torch.device('cpu'))}; fast path {FastPath().resolve('cpu').describe()}", flush=True)
     seconds = time_runs(model, references, cfg, args.repeats)
     print(f"{args.checkpoint}: {references.shape[0]} references, {cfg.steps} steps at batch {cfg.batch_size}, "
           f"fast path: " + ", ".join(f"{s:.1f} s" for s in seconds) + f"; largest {max(seconds):.1f} s")

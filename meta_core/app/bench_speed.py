@@ -26,7 +26,6 @@ import copy
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -40,11 +39,11 @@ from ..adaptation import adapt
 from ..checkpoint import load
 from ..config import AdaptConfig, MetaConfig, ModelConfig
 from ..data import TaskSet
-from ..fastpath import FastPath
+from ..fastpath import FastPath, native_bf16_cpu
 from ..meta import MetaTrainer
 from ..model import MetaGAN
 from ..sampling import Sampler, sample
-from .common import REPO, resolve_device
+from .common import REPO, cpu_name, resolve_device
 
 BUNDLED = REPO / "checkpoints" / "metagan_64.safetensors"
 SAMPLE_BATCHES = (1, 16, 1024)
@@ -422,16 +421,11 @@ def targets(results: dict[int, list[Row]], device: torch.device) -> list[str]:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    bf16 = "native bf16" if native_bf16_cpu() else "no native bf16"
     load = ""
     if hasattr(os, "getloadavg"):
         load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s){load}"
+    return f"{cpu_name()} ({bf16}), {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s){load}"
 
 
 def run(args, log: Callable[[str], None], out: Callable[[str], None]) -> dict:

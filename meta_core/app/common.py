@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..fastpath import native_bf16_cpu
 from ..images import tile
 from ..sampling import sample
 
@@ -33,9 +34,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the architecture where there is none)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        return name
+
+
 def hardware(device: torch.device) -> dict:
+    # native bf16 decides whether the fast path trains in bf16, which doubles a 2-core CPU's speed or
+    # divides it by 15 (emulated), so timings from machines that differ in it are not comparable
     info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+            "cpu": cpu_name(), "native_bf16": native_bf16_cpu(), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
