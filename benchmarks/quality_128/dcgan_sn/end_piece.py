@@ -10,10 +10,11 @@ import torch
 
 from meta_core import checkpoint
 from meta_core.app.bench_quality import prior_fit
+from meta_core.app.dicebear import ABSTRACT_STYLES
 from meta_core.app.evaluator import load_evaluator
 
 HERE = Path(__file__).parent
-EXCLUDE = ("glass", "icons", "identicon", "rings", "shapes", "dylan", "miniavs", "fun-emoji")
+EXCLUDE = (*ABSTRACT_STYLES, "dylan", "miniavs", "fun-emoji")  # the gate's: abstract, validation, emoji
 
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 model = checkpoint.load(sys.argv[1])
