@@ -3,6 +3,7 @@ next piece overwrites) and print the unadapted fit on the gate's images at 128 p
 
     PYTHONPATH=. python benchmarks/quality_128/dcgan_sn/end_piece.py RUN.safetensors [THREADS]
 """
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,9 @@ EXCLUDE = (*ABSTRACT_STYLES, "dylan", "miniavs", "fun-emoji")  # the gate's: abs
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 model = checkpoint.load(sys.argv[1])
 checkpoint.save(model, HERE / "prior_128.safetensors", dtype=torch.float16)
+# Session 19's piece was lost to a .gitignore rule: refuse to go on while git would not see the file.
+if subprocess.run(["git", "check-ignore", "-q", str(HERE / "prior_128.safetensors")]).returncode == 0:
+    sys.exit("prior_128.safetensors is git-ignored: whitelist it in .gitignore before committing the piece")
 model = checkpoint.load(HERE / "prior_128.safetensors")  # judge what is committed
 evaluator = load_evaluator("assets/evaluator_64.safetensors")
 fits = [prior_fit(model, evaluator, "data/dicebear128/train", EXCLUDE, seed=s) for s in range(3)]
