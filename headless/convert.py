@@ -281,7 +281,11 @@ def convert_workflow(workflow: Mapping, node_defs: Mapping[str, NodeDef]) -> Con
                     inputs[name] = _wrap(values[name])
         elif isinstance(values, list):
             layout = widget_layout(d)
-            if len(layout) != len(values):
+            # The frontend restores by position and leaves widgets past the list's end at their defaults, so a file
+            # saved before optional inputs were added at the end is read right: no warning for that.
+            saved_before_optional = (len(values) < len(layout)
+                                     and all(entry.input in d.optional for entry in layout[len(values):]))
+            if len(layout) != len(values) and not saved_before_optional:
                 problem("widget_count_mismatch",
                         f"has {len(values)} widget values but {d.name} expects {len(layout)}; values were "
                         "assigned in order and may be misplaced (was the workflow saved with another "

@@ -18,18 +18,23 @@ from .common import META_GAN, Progress, grid, image_to_nchw
 DEFAULT = "checkpoint default"
 AUGMENT_CHOICES = {"diffaugment": AugmentConfig(), "translation only": AugmentConfig(ops=("translation",)),
                    "adaptive (ADA)": AugmentConfig(probability=0.5, adaptive=True), "off": AugmentConfig(ops=())}
+DEFAULT_ANCHOR_WEIGHT = -1.0  # 0 is a real setting (anchors off), so the checkpoint's default needs its own value
 PREVIEW_COUNT = 8
 PREVIEW_COLUMNS = 4  # references in a 4 x 2 block above samples in a 4 x 2 block: a square that reads at a glance
 PREVIEW_UPDATES = 10  # live previews per run
 
 
-def adaptation_config(model, steps, learning_rate, strategy, augment):
+def adaptation_config(model, steps, learning_rate, strategy, augment, anchor_weight=DEFAULT_ANCHOR_WEIGHT):
     """The checkpoint's defaults, with the node's non-default widgets applied."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ConfigError(f"steps {steps!r} must be 0 (the checkpoint's default) or a positive integer")
     if not isinstance(learning_rate, (int, float)) or not math.isfinite(learning_rate) or learning_rate < 0:
         raise ConfigError(f"learning_rate {learning_rate!r} must be 0 (the checkpoint's default) or a positive, finite "
                           "number such as 0.002")
+    if (not isinstance(anchor_weight, (int, float)) or not math.isfinite(anchor_weight)
+            or (anchor_weight < 0 and anchor_weight != DEFAULT_ANCHOR_WEIGHT)):
+        raise ConfigError(f"anchor_weight {anchor_weight!r} must be -1 (the checkpoint's default), 0 (no anchors) or "
+                          "a positive, finite number such as 10")
     if augment != DEFAULT and augment not in AUGMENT_CHOICES:
         raise ConfigError(f"unknown augment {augment!r}: choose one of {', '.join([DEFAULT, *AUGMENT_CHOICES])}")
     changes = {}
@@ -41,6 +46,8 @@ def adaptation_config(model, steps, learning_rate, strategy, augment):
         changes["strategy"] = strategy
     if augment != DEFAULT:
         changes["augment"] = AUGMENT_CHOICES[augment]
+    if anchor_weight != DEFAULT_ANCHOR_WEIGHT:
+        changes["anchor_weight"] = float(anchor_weight)
     return dataclasses.replace(model.adapt_defaults, **changes)
 
 
@@ -74,10 +81,19 @@ class MetaGANFewShotAdapt:
                                     "translation only keeps the references' colours (the 64 px default)."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                              "tooltip": "Seed of every random draw of the adaptation, and of the preview samples."}),
+        }, "optional": {
+            # Optional and last, so workflows saved before it existed keep their widget values in place.
+            "anchor_weight": ("FLOAT", {"default": DEFAULT_ANCHOR_WEIGHT, "min": -1.0, "max": 100.0, "step": 0.5,
+                                        "round": False,
+                                        "tooltip": "How strongly each reference's nearest prior sample is pulled "
+                                                   "onto it: higher copies the references' layouts more closely, "
+                                                   "0 turns anchors off (more varied, less faithful); -1 uses the "
+                                                   "checkpoint's default (10 for the bundled 64 px model)."}),
         }}
 
-    def adapt(self, meta_gan, references, steps, learning_rate, strategy, augment, seed):
-        cfg = adaptation_config(meta_gan, steps, learning_rate, strategy, augment)
+    def adapt(self, meta_gan, references, steps, learning_rate, strategy, augment, seed,
+              anchor_weight=DEFAULT_ANCHOR_WEIGHT):
+        cfg = adaptation_config(meta_gan, steps, learning_rate, strategy, augment, anchor_weight)
         refs = image_to_nchw(references)
         progress = Progress(cfg.steps)
         z_preview = latents(seed, 0, PREVIEW_COUNT, meta_gan.config.generator.z_dim)

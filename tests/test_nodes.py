@@ -1,4 +1,5 @@
 """The node pack loaded the way ComfyUI loads it, over the vendored interface stubs."""
+import dataclasses
 import os
 from pathlib import Path
 
@@ -150,6 +151,22 @@ def test_adapt_widgets_override_checkpoint_defaults(tiny_ckpt):
     assert (cfg.steps, cfg.lr_g, cfg.lr_d, cfg.strategy, cfg.augment.ops) == (7, 0.01, 0.01, "modulation", ())
     assert PACK.nodes.adapt.adaptation_config(base, 0, 0.0, "checkpoint default", "checkpoint default") \
         == base.adapt_defaults
+    # anchor_weight: -1 keeps the checkpoint's, 0 is a setting of its own (anchors off)
+    for weight in (0.0, 2.5):
+        cfg = PACK.nodes.adapt.adaptation_config(base, 0, 0.0, "checkpoint default", "checkpoint default", weight)
+        assert cfg == dataclasses.replace(base.adapt_defaults, anchor_weight=weight)
+    assert PACK.nodes.adapt.adaptation_config(base, 0, 0.0, "checkpoint default", "checkpoint default", -1.0) \
+        == base.adapt_defaults
+
+
+def test_adapt_anchor_weight_widget_reaches_the_loop(tiny_ckpt):
+    (base,) = run_node("MetaGANLoader", ckpt_name=tiny_ckpt[0])
+    refs = torch.rand(3, 16, 16, 3, generator=torch.Generator().manual_seed(0))
+    common = dict(meta_gan=base, references=refs, steps=2, learning_rate=0.0, strategy="full", augment="off", seed=0)
+    assert base.adapt_defaults.anchor_weight == 0.0
+    omitted = run_node("MetaGANFewShotAdapt", **common)[0].content_hash()  # a workflow saved before the widget
+    assert run_node("MetaGANFewShotAdapt", **common, anchor_weight=-1.0)[0].content_hash() == omitted
+    assert run_node("MetaGANFewShotAdapt", **common, anchor_weight=5.0)[0].content_hash() != omitted
 
 
 def test_cancel_stops_within_one_step_and_leaves_base_untouched(tiny_ckpt):

@@ -406,6 +406,8 @@ def test_reference_folders_that_are_empty_broken_or_too_big(home, monkeypatch):
     ({"learning_rate": -0.01}, "learning_rate -0.01"),
     ({"strategy": "lora"}, "unknown strategy 'lora'"),
     ({"augment": "bogus"}, "unknown augment 'bogus'"),
+    ({"anchor_weight": -0.5}, "anchor_weight -0.5 must be -1"),
+    ({"anchor_weight": float("nan")}, "anchor_weight nan"),
     ({"seed": -1}, "seed -1"),
 ])
 def test_bad_adapt_parameters_are_refused_not_replaced_by_defaults(tiny_ckpt, changes, text):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headless import build_registry, ui_to_api, validate_prompt
+from headless import build_registry, convert_workflow, ui_to_api, validate_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILES = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -44,6 +44,21 @@ def test_files_are_what_the_generator_writes():
 def test_ui_workflow_converts_to_its_api_file(path, defs):
     converted = ui_to_api(json.loads(path.read_text()), defs)
     assert converted == json.loads((ROOT / "example_workflows" / "api" / path.name).read_text())
+
+
+def test_workflow_saved_before_the_anchor_widget_still_converts_cleanly(defs):
+    # anchor_weight was added as the adapt node's last, optional widget: a file saved without it keeps its values
+    # in place and runs with the checkpoint's default, with no "misplaced values" warning.
+    ui = json.loads((ROOT / "example_workflows" / "metagan_fewshot_main.json").read_text())
+    (adapt,) = [n for n in ui["nodes"] if n["type"] == "MetaGANFewShotAdapt"]
+    assert adapt["widgets_values"][-1] == -1.0
+    adapt["widgets_values"] = adapt["widgets_values"][:-1]
+    conversion = convert_workflow(ui, defs)
+    assert not conversion.problems and not conversion.warnings, [str(p) for p in conversion.warnings]
+    inputs = conversion.prompt[str(adapt["id"])]["inputs"]
+    assert "anchor_weight" not in inputs and inputs["seed"] == 0 and inputs["augment"] == "checkpoint default"
+    adapt["widgets_values"] = adapt["widgets_values"][:-1]  # one value short of the required ones: warned
+    assert [w.kind for w in convert_workflow(ui, defs).warnings] == ["widget_count_mismatch"]
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.name)
