@@ -4,13 +4,13 @@
 #   arms.sh heldout OUT inc= cand=,anchor_weight=10     2 runs per cell on the 8 held-out styles
 #   arms.sh validation OUT old=stored                    the checkpoint's own stored default, no E3
 # META=other.safetensors arms.sh ... judges another checkpoint (default: the bundled one); SHOTS=1 other K (default 10);
-# RES=128 the 128 px data and bundled checkpoint (default 64)
+# RES=128 the 128 px data and bundled checkpoint (default 64); REPEATS=1 one held-out run per cell (default 2)
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate
 RES=${RES:-64}; KIND=$1; OUT=$2; shift 2; mkdir -p "$OUT"
 E3=strategy=full,freeze_d_blocks=0,lr_g=1e-3,lr_d=1e-3,batch_size=16,augment.ops=translation,loss.r1_gamma=0,ema_half_life=0
 case $KIND in
   validation) DATA=(--heldout data/dicebear$RES/train --styles dylan,miniavs --repeats 4); PREFIX=;;
-  heldout) DATA=(--heldout data/dicebear$RES/heldout --repeats 2
+  heldout) DATA=(--heldout data/dicebear$RES/heldout --repeats ${REPEATS:-2}
                  --exclude glass,icons,identicon,rings,shapes,dylan,miniavs,fun-emoji); PREFIX=held_;;
   *) echo "arms.sh: the first argument is validation or heldout, not '$KIND'" >&2; exit 2;;
 esac
