@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from headless import build_registry, ui_to_api, widget_layout  # noqa: E402
 
 BUNDLED = "metagan_64.safetensors"
+BUNDLED_128 = "metagan_128.safetensors"
 # ComfyUI serves a pack's templates from example_workflows/ (app/custom_node_manager.py; the other names it
 # accepts log a hint to rename). Only top-level .json files are listed, so api/ beside them is not.
 WORKFLOW_DIR = "example_workflows"
@@ -41,6 +42,22 @@ WORKFLOWS = {
             (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
             (5, "SaveImage", "Save samples", {"filename_prefix": "metagan/samples"}, {"images": (4, 0)}),
             (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan/preview"}, {"images": (3, 1)}),
+        ],
+    ),
+    # lorelei: the held-out style the 128 px checkpoint draws best (benchmarks/quality_128/dcgan_sn/heldout/)
+    "metagan_fewshot_128": (
+        "MetaGAN 128 px: few-shot adapt to a character, then 16 samples (about 2.5 minutes on a 2-core CPU)",
+        [
+            (1, "MetaGANLoader", "Load MetaGAN 128 px", {"ckpt_name": BUNDLED_128}, {}),
+            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/lorelei", "size": 128,
+                                                              "background": "#FFFFFF"}, {}),
+            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
+                                                          "strategy": "checkpoint default",
+                                                          "augment": "checkpoint default", "seed": 0},
+             {"meta_gan": (1, 0), "references": (2, 0)}),
+            (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
+            (5, "SaveImage", "Save samples", {"filename_prefix": "metagan128/samples"}, {"images": (4, 0)}),
+            (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan128/preview"}, {"images": (3, 1)}),
         ],
     ),
     "metagan_interpolation": (

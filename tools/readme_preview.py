@@ -13,6 +13,7 @@ Adapt node, and makes a square sheet of each: a row of its references over three
 interpolation workflow: three rows of its animation's frames):
 
     python tools/readme_preview.py --thumbnails
+    python tools/readme_preview.py --thumbnails --only metagan_fewshot_128   # one workflow's card
 """
 from __future__ import annotations
 
@@ -95,9 +96,16 @@ def run_for_thumbnail(api_path: Path, out: Path) -> tuple[Path, list[Image.Image
     return _reference_folder(refs), made
 
 
-def make_thumbnails() -> None:
+def make_thumbnails(only: list[str] | None = None) -> None:
     folder = ROOT / "example_workflows"
-    for api_path in sorted((folder / "api").glob("*.json")):
+    paths = sorted((folder / "api").glob("*.json"))
+    unknown = sorted(set(only or ()) - {p.stem for p in paths})
+    if unknown:
+        raise SystemExit(f"no workflow named {', '.join(unknown)} in {folder / 'api'}; "
+                         f"choose from {', '.join(p.stem for p in paths)}")
+    for api_path in paths:
+        if only and api_path.stem not in only:
+            continue
         with tempfile.TemporaryDirectory(prefix="metagan-thumb-") as tmp:
             references, made = run_for_thumbnail(api_path, Path(tmp))
             refs = first_pngs(references, THUMB_COLUMNS, THUMB_CELL)
@@ -115,13 +123,15 @@ def make_thumbnails() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--thumbnails", action="store_true", help="make the template thumbnails and the icon instead")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="with --thumbnails: only these workflows (file stems), e.g. metagan_fewshot_128")
     ap.add_argument("--references", type=Path)
     ap.add_argument("--samples", type=Path)
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("assets/readme_preview.png"))
     args = ap.parse_args()
     if args.thumbnails:
-        make_thumbnails()
+        make_thumbnails(args.only)
         return
     if args.references is None or args.samples is None:
         ap.error("--references and --samples are needed (or --thumbnails)")
