@@ -64,9 +64,8 @@ def run(args) -> int:
     fast = dataclasses.replace(FastPath() if args.fast else FastPath.reference(), bf16_train=args.bf16)
     trainer = Pretrainer(model, tasks, cfg, fast)
     state = state_path(args)
-    previous_wall = 0.0
-    if args.resume:
-        previous_wall = float(trainer.load_state(args.resume).get("wall_seconds", 0.0))
+    resumed = trainer.load_state(args.resume) if args.resume else {}
+    previous_wall = float(resumed.get("wall_seconds", 0.0))
     run_dir, log = open_run_dir(args.run_dir, args.out)
     provenance = {"command": "python -m meta_core " + " ".join(sys.argv[1:]),
                   "data": {**tasks.describe(), "excluded": list(exclude), "task_names": tasks.names},
@@ -77,6 +76,8 @@ def run(args) -> int:
         if source is not None:  # the earlier pieces this one builds on, and the one before it
             provenance[key] = [*source.provenance.get("pieces", []), {
                 k: source.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
+        elif key in resumed:  # an exact resume continues the same piece, on the same earlier ones
+            provenance[key] = resumed[key]
     if args.init:
         previous_wall = float(model.provenance.get("wall_seconds", 0.0))
         # the earlier pieces are in "pieces" now; of their record only the adaptation default's still describes
@@ -95,7 +96,8 @@ def run(args) -> int:
         out.provenance = {**provenance, **out.provenance, "wall_seconds": round(wall, 1),
                           "steps_this_piece": trainer.steps_done - first}
         checkpoint.save(out, args.out)
-        trainer.save_state(state, {"wall_seconds": round(wall, 1)})
+        trainer.save_state(state, {"wall_seconds": round(wall, 1),
+                                   **{k: provenance[k] for k in ("pieces", "generator_pieces") if k in provenance}})
         # a conditional run shows one row per task's style (fakes*.png) and the mean style adaptation starts from
         styles = [trainer.current_model(style=i) for i in range(trainer.styles)]
         save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}.png", rows=styles)
