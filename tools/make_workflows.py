@@ -27,18 +27,27 @@ BUNDLED_128 = "metagan_128.safetensors"
 # accepts log a hint to rename). Only top-level .json files are listed, so api/ beside them is not.
 WORKFLOW_DIR = "example_workflows"
 
+
+def adapted(folder: str, ckpt: str = BUNDLED, loader_title: str = "Load MetaGAN") -> list:
+    """Nodes 1-3 of every template: load a bundled checkpoint, the references in examples/<folder>, and adapt at the
+    checkpoint's stored default."""
+    return [
+        (1, "MetaGANLoader", loader_title, {"ckpt_name": ckpt}, {}),
+        (2, "MetaGANLoadReferences", "Reference images", {"folder": f"examples/{folder}", "size": 128,
+                                                          "background": "#FFFFFF"}, {}),
+        (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
+                                                      "strategy": "checkpoint default",
+                                                      "augment": "checkpoint default", "seed": 0},
+         {"meta_gan": (1, 0), "references": (2, 0)}),
+    ]
+
+
 # name -> (title, description, nodes); a node is (id, type, title, widgets by name, {input: (src id, src slot)})
 WORKFLOWS = {
     "metagan_fewshot_main": (
         "MetaGAN: few-shot adapt to a character, then 16 samples",
         [
-            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
-            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/micah", "size": 128,
-                                                              "background": "#FFFFFF"}, {}),
-            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
-                                                          "strategy": "checkpoint default",
-                                                          "augment": "checkpoint default", "seed": 0},
-             {"meta_gan": (1, 0), "references": (2, 0)}),
+            *adapted("micah"),
             (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
             (5, "SaveImage", "Save samples", {"filename_prefix": "metagan/samples"}, {"images": (4, 0)}),
             (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan/preview"}, {"images": (3, 1)}),
@@ -48,13 +57,7 @@ WORKFLOWS = {
     "metagan_fewshot_128": (
         "MetaGAN 128 px: few-shot adapt to a character, then 16 samples (about 2.5 minutes on a 2-core CPU)",
         [
-            (1, "MetaGANLoader", "Load MetaGAN 128 px", {"ckpt_name": BUNDLED_128}, {}),
-            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/lorelei", "size": 128,
-                                                              "background": "#FFFFFF"}, {}),
-            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
-                                                          "strategy": "checkpoint default",
-                                                          "augment": "checkpoint default", "seed": 0},
-             {"meta_gan": (1, 0), "references": (2, 0)}),
+            *adapted("lorelei", BUNDLED_128, "Load MetaGAN 128 px"),
             (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
             (5, "SaveImage", "Save samples", {"filename_prefix": "metagan128/samples"}, {"images": (4, 0)}),
             (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan128/preview"}, {"images": (3, 1)}),
@@ -63,13 +66,7 @@ WORKFLOWS = {
     "metagan_interpolation": (
         "MetaGAN: adapt, then an interpolation animation between two seeds",
         [
-            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
-            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/pixel-art", "size": 128,
-                                                              "background": "#FFFFFF"}, {}),
-            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
-                                                          "strategy": "checkpoint default",
-                                                          "augment": "checkpoint default", "seed": 0},
-             {"meta_gan": (1, 0), "references": (2, 0)}),
+            *adapted("pixel-art"),
             # seeds 2 and 6: the pair of seeds 1-16 whose first images (truncation 0.9) differ most by pixel MSE
             # after the bundled checkpoint's default adaptation here (a near-twin pair is a still picture, not an
             # animation); chosen again whenever the default changes
@@ -83,15 +80,9 @@ WORKFLOWS = {
     "metagan_adapt_and_save": (
         "MetaGAN: adapt to a character and save it as a model",
         [
-            (1, "MetaGANLoader", "Load MetaGAN", {"ckpt_name": BUNDLED}, {}),
-            (2, "MetaGANLoadReferences", "Reference images", {"folder": "examples/pixel-art", "size": 128,
-                                                              "background": "#FFFFFF"}, {}),
             # the checkpoint's default strategy: 'modulation' (gains and biases only, saved as a small delta)
             # barely moves the bundled 64 px DCGAN prior off its training styles (checked on these references)
-            (3, "MetaGANFewShotAdapt", "Few-Shot Adapt", {"steps": 0, "learning_rate": 0.0,
-                                                          "strategy": "checkpoint default",
-                                                          "augment": "checkpoint default", "seed": 0},
-             {"meta_gan": (1, 0), "references": (2, 0)}),
+            *adapted("pixel-art"),
             (4, "MetaGANSaveAdapted", "Save character", {"filename_prefix": "metagan/pixel_character",
                                                          "format": "full"}, {"meta_gan": (3, 0)}),
             (5, "PreviewImage", "Preview", {}, {"images": (3, 1)}),
