@@ -236,11 +236,13 @@ def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
     assert "--init" in model.provenance["command"] and "--init" not in first["command"]
     assert [p["command"] for p in model.provenance["pieces"]] == [first["command"]]
     assert model.provenance["pretrained"]["steps"] == 4 and "resumed_from" not in model.provenance
-    # an exact resume of that piece keeps the record of the piece before it
+    # an exact resume of that piece records the piece before it and the piece it resumed
     run("pretrain", "--out", styled, "--resume", tmp_path / "styled.state.safetensors", "--style-lr-mul", "20",
         "--steps", "5", *args)
     resumed = checkpoint.load(styled).provenance
-    assert resumed["pieces"] == model.provenance["pieces"] and resumed["pretrained"]["steps"] == 5
+    assert resumed["pieces"][:-1] == model.provenance["pieces"] and resumed["pretrained"]["steps"] == 5
+    assert {k: resumed["pieces"][-1][k] for k in ("command", "pretrained", "wall_seconds")} == {
+        k: model.provenance[k] for k in ("command", "pretrained", "wall_seconds")}
     assert "--resume" in resumed["command"] and resumed["resumed_from"]["step"] == 4
     assert model.config.generator.style_lr_mul == 20 and model.config.discriminator.style_lr_mul == 20
     assert float(model.G.style.abs().sum()) > 0 and float(model.D.style.abs().sum()) > 0  # trained from zero

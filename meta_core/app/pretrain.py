@@ -76,8 +76,10 @@ def run(args) -> int:
         if source is not None:  # the earlier pieces this one builds on, and the one before it
             provenance[key] = [*source.provenance.get("pieces", []), {
                 k: source.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
-        elif key in resumed:  # an exact resume continues the same piece, on the same earlier ones
+        elif key in resumed:  # an exact resume builds on the same earlier pieces
             provenance[key] = resumed[key]
+    if "piece" in resumed:  # ... and on the piece that wrote the state (its own command and hardware)
+        provenance["pieces"] = [*provenance.get("pieces", []), resumed["piece"]]
     if args.init:
         previous_wall = float(model.provenance.get("wall_seconds", 0.0))
         # the earlier pieces are in "pieces" now; of their record only the adaptation default's still describes
@@ -96,7 +98,9 @@ def run(args) -> int:
         out.provenance = {**provenance, **out.provenance, "wall_seconds": round(wall, 1),
                           "steps_this_piece": trainer.steps_done - first}
         checkpoint.save(out, args.out)
-        trainer.save_state(state, {"wall_seconds": round(wall, 1),
+        piece = {"command": provenance["command"], "wall_seconds": round(wall, 1), "hardware": provenance["hardware"],
+                 "pretrained": out.provenance.get("pretrained")}
+        trainer.save_state(state, {"wall_seconds": round(wall, 1), "piece": piece,
                                    **{k: provenance[k] for k in ("pieces", "generator_pieces") if k in provenance}})
         # a conditional run shows one row per task's style (fakes*.png) and the mean style adaptation starts from
         styles = [trainer.current_model(style=i) for i in range(trainer.styles)]
