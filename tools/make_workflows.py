@@ -53,7 +53,7 @@ WORKFLOWS = {
             (6, "SaveImage", "Save preview grid", {"filename_prefix": "metagan/preview"}, {"images": (3, 1)}),
         ],
     ),
-    # lorelei: the held-out style the 128 px checkpoint draws best (benchmarks/quality_128/dcgan_sn/heldout/)
+    # lorelei: the held-out style piece 2 of the 128 px prior drew best (benchmarks/quality_128/dcgan_sn/heldout/)
     "metagan_fewshot_128": (
         "MetaGAN 128 px: few-shot adapt to a character, then 16 samples (about 2.5 minutes on a 2-core CPU)",
         [

@@ -28,6 +28,11 @@ def state_path(args) -> Path:
     return Path(args.state) if args.state else Path(args.out).with_suffix(".state.safetensors")
 
 
+def piece_record(provenance: dict) -> dict:
+    """What a later piece keeps of the piece it builds on (by --init or --resume)."""
+    return {k: provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}
+
+
 def run(args) -> int:
     device = resolve_device(args.device)
     exclude = tuple(x for x in (args.exclude or "").split(",") if x)
@@ -74,8 +79,7 @@ def run(args) -> int:
         provenance["resumed_from"] = {"file": str(args.resume), "step": trainer.steps_done}
     for source, key in ((model if args.init else None, "pieces"), (g_source, "generator_pieces")):
         if source is not None:  # the earlier pieces this one builds on, and the one before it
-            provenance[key] = [*source.provenance.get("pieces", []), {
-                k: source.provenance.get(k) for k in ("command", "wall_seconds", "hardware", "pretrained")}]
+            provenance[key] = [*source.provenance.get("pieces", []), piece_record(source.provenance)]
         elif key in resumed:  # an exact resume builds on the same earlier pieces
             provenance[key] = resumed[key]
     if "piece" in resumed:  # ... and on the piece that wrote the state (its own command and hardware)
@@ -98,9 +102,7 @@ def run(args) -> int:
         out.provenance = {**provenance, **out.provenance, "wall_seconds": round(wall, 1),
                           "steps_this_piece": trainer.steps_done - first}
         checkpoint.save(out, args.out)
-        piece = {"command": provenance["command"], "wall_seconds": round(wall, 1), "hardware": provenance["hardware"],
-                 "pretrained": out.provenance.get("pretrained")}
-        trainer.save_state(state, {"wall_seconds": round(wall, 1), "piece": piece,
+        trainer.save_state(state, {"wall_seconds": round(wall, 1), "piece": piece_record(out.provenance),
                                    **{k: provenance[k] for k in ("pieces", "generator_pieces") if k in provenance}})
         # a conditional run shows one row per task's style (fakes*.png) and the mean style adaptation starts from
         styles = [trainer.current_model(style=i) for i in range(trainer.styles)]
