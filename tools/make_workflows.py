@@ -55,7 +55,7 @@ WORKFLOWS = {
     ),
     # lorelei: the held-out style piece 2 of the 128 px prior drew best (benchmarks/quality_128/dcgan_sn/heldout/)
     "metagan_fewshot_128": (
-        "MetaGAN 128 px: few-shot adapt to a character, then 16 samples (250 adaptation steps: 1.5 minutes on a 2-core CPU with bf16, 3-3.5 without)",
+        "MetaGAN 128 px: few-shot adapt to a character, then 16 samples (1.5-3.5 minutes on a 2-core CPU)",
         [
             *adapted("lorelei", BUNDLED_128, "Load MetaGAN 128 px"),
             (4, "MetaGANSample", "Sample 16", {"seed": 42, "count": 16, "truncation": 1.0}, {"meta_gan": (3, 0)}),
