@@ -1,5 +1,6 @@
 """Unadapted fit (stratified halves, seeds 0-2) of each checkpoint on each data folder.
-Usage: prior_fit_r49.py THREADS DATA[,DATA...] CHECKPOINT... (data/dicebear64/train leaves out its non-training styles)"""
+Usage: prior_fit_r49.py THREADS DATA[,DATA...] CHECKPOINT...
+(on data/dicebear64/train it leaves out the styles that are not training styles)"""
 import sys
 
 import torch

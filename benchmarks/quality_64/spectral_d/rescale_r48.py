@@ -19,6 +19,11 @@ def scale_invariant(model) -> list[str]:
     return names
 
 
+def named(model) -> dict:
+    return {**{f"G.{n}": p for n, p in model.G.named_parameters()},
+            **{f"D.{n}": p for n, p in model.D.named_parameters()}}
+
+
 def main() -> None:
     src, ref_file, out = sys.argv[1:4]
     model, ref = checkpoint.load(src), checkpoint.load(ref_file)
@@ -26,8 +31,7 @@ def main() -> None:
     with torch.no_grad():
         before = model.G(z)
         logits = model.D(before)
-    params = {**{f"G.{n}": p for n, p in model.G.named_parameters()}, **{f"D.{n}": p for n, p in model.D.named_parameters()}}
-    refs = {**{f"G.{n}": p for n, p in ref.G.named_parameters()}, **{f"D.{n}": p for n, p in ref.D.named_parameters()}}
+    params, refs = named(model), named(ref)
     with torch.no_grad():
         for name in scale_invariant(model):
             factor = refs[name].norm() / params[name].norm()
@@ -35,7 +39,8 @@ def main() -> None:
             print(f"{name:28s} x{factor.item():.3f}")
         after = model.G(z)
         logits_after = model.D(after)
-    print(f"max |dG| {(after - before).abs().max().item():.2e}, max |dD| {(logits_after - logits).abs().max().item():.2e}")
+    dg, dd = (after - before).abs().max().item(), (logits_after - logits).abs().max().item()
+    print(f"max |dG| {dg:.2e}, max |dD| {dd:.2e}")
     model.provenance = {**model.provenance, "rescaled_to_norms_of": ref_file}
     checkpoint.save(model, out)
     print("wrote", out)
