@@ -1,15 +1,8 @@
-"""Unadapted fit (stratified halves, seeds 0-2) of each checkpoint on the gate's data and on the bg data."""
+"""Unadapted fit (stratified halves, seeds 0-2) of each checkpoint on the gate's data and on the bg data:
+prior_fit_r49.py with those two folders. Usage: prior_fit_r34.py THREADS CHECKPOINT..."""
+import runpy
 import sys
-import torch
-from meta_core import checkpoint
-from meta_core.app.bench_quality import prior_fit
-from meta_core.app.evaluator import load_evaluator
+from pathlib import Path
 
-torch.set_num_threads(int(sys.argv[1]))
-ev = load_evaluator("assets/evaluator_64.safetensors")
-EX = ("glass", "icons", "identicon", "rings", "shapes", "dylan", "miniavs", "fun-emoji")
-for path in sys.argv[2:]:
-    m = checkpoint.load(path)
-    for data, ex in (("data/dicebear64/train", EX), ("data/dicebear64_4k_bg/train", ())):
-        r = [prior_fit(m, ev, data, ex, seed=s)["ratio"] for s in range(3)]
-        print(f"{path}  {data}: " + " / ".join(f"{x:.1f}x" for x in r), flush=True)
+sys.argv[2:2] = ["data/dicebear64/train,data/dicebear64_4k_bg/train"]
+runpy.run_path(str(Path(__file__).with_name("prior_fit_r49.py")), run_name="__main__")

@@ -6,10 +6,11 @@ STYLES=adventurer,adventurer-neutral,avataaars,avataaars-neutral,big-ears,big-ea
 [ -d data/dicebear64_4k_white ] || python -m meta_core build-tasks --out data/dicebear64_4k_white --count 4000 \
   --resolution 64 --no-heldout --styles $STYLES > $R/data.log 2>&1
 if [ ! -d data/dicebear64_mix/train ]; then  # each style: its 4000 white images and its 4000 random-background ones
+  A=$PWD  # absolute link targets without a realpath and basename process per image
   for s in ${STYLES//,/ }; do
     mkdir -p data/dicebear64_mix/train/$s
-    for f in data/dicebear64_4k_white/train/$s/*.png; do ln -s "$(realpath "$f")" data/dicebear64_mix/train/$s/w_$(basename "$f"); done
-    for f in data/dicebear64_4k_bg/train/$s/*.png; do ln -s "$(realpath "$f")" data/dicebear64_mix/train/$s/b_$(basename "$f"); done
+    for f in data/dicebear64_4k_white/train/$s/*.png; do ln -s "$A/$f" "data/dicebear64_mix/train/$s/w_${f##*/}"; done
+    for f in data/dicebear64_4k_bg/train/$s/*.png; do ln -s "$A/$f" "data/dicebear64_mix/train/$s/b_${f##*/}"; done
   done
 fi
 python -m meta_core pretrain --tasks data/dicebear64_mix/train --init checkpoints/metagan_64.safetensors --r1-gamma 0 \

@@ -27,12 +27,13 @@ def named(model) -> dict:
 def main() -> None:
     src, ref_file, out = sys.argv[1:4]
     model, ref = checkpoint.load(src), checkpoint.load(ref_file)
+    if model.config.generator.arch != "dcgan":
+        sys.exit(f"{src} is not a DCGAN-family model; which of its weights are scale-invariant is known only for those")
     z = torch.randn(16, model.config.generator.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model.G(z)
         logits = model.D(before)
-    params, refs = named(model), named(ref)
-    with torch.no_grad():
+        params, refs = named(model), named(ref)
         for name in scale_invariant(model):
             factor = refs[name].norm() / params[name].norm()
             params[name].mul_(factor)
