@@ -8,9 +8,9 @@ STYLES=adventurer,adventurer-neutral,avataaars,avataaars-neutral,big-ears,big-ea
 FLAGS=(--tasks data/dicebear64_4k_white/train --arch dcgan --d-spectral-norm --channel-base 2048 --channel-max 512
        --r1-gamma 0 --batch-size 32 --lr 0.0002 --augment-ops color+translation+cutout --steps 1000000 --minutes 30
        --checkpoint-minutes 5 --fast --bf16 --device cpu --seed 50 --style-lr-mul 2 --out $R/u.safetensors)
-python -m meta_core pretrain "${FLAGS[@]}" --init checkpoints/metagan_64.safetensors > $R/u30.log 2>&1
+python -m meta_core pretrain "${FLAGS[@]}" --init checkpoints/metagan_64.safetensors > $R/piece1.log 2>&1
 cp $R/u.safetensors $R/u30.safetensors
-python -m meta_core pretrain "${FLAGS[@]}" --resume $R/u.state.safetensors > $R/u60.log 2>&1
+python -m meta_core pretrain "${FLAGS[@]}" --resume $R/u.state.safetensors > $R/piece2.log 2>&1
 cp $R/u.safetensors $R/u60.safetensors
 PYTHONPATH=. python $S/prior_fit_r49.py 2 data/dicebear64/train $R/u30.safetensors $R/u60.safetensors \
   > $R/prior_fit.txt 2>&1
