@@ -9,6 +9,9 @@ resume from a state file (weights, EMA, Adam moments, step and RNG state).
 A class-conditional model (`style_lr_mul > 0`) trains one style vector per task in G and in D: each fake is
 drawn in the style of the real image it is paired with and scored by D under that style. The checkpoint keeps
 the mean vectors (the style that adaptation starts from and moves) and every task's G vector (`G.styles`).
+With `style_dropout` > 0 the tables keep one more, shared row: each sample is drawn (and scored) at it with that
+probability, as classifier-free guidance trains its unconditional branch, and checkpoints start adaptation from it
+instead of the mean, which the conditional model never draws at.
 """
 from __future__ import annotations
 
@@ -42,9 +45,12 @@ class PretrainConfig:
     seed: int = 0                             # every draw of the run derives from it
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    style_dropout: float = 0.0                # conditional model: share of samples at the shared style row
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if not 0.0 <= self.style_dropout <= 1.0:
+            raise ConfigError(f"style_dropout {self.style_dropout} must be in [0, 1]")
         if not (self.lr_g > 0 and self.lr_d > 0):
             raise ConfigError(f"learning rates ({self.lr_g}, {self.lr_d}) must be positive")
         if self.batch_size < 1:
@@ -93,6 +99,9 @@ class Pretrainer:
         self.labels = torch.cat([torch.full((t.shape[0],), i, dtype=torch.long) for i, t in enumerate(tasks.images)])
         self.labels = self.labels.to(dev)
         styles = len(tasks.images)
+        if cfg.style_dropout and not model.config.generator.style_lr_mul:
+            raise ConfigError("style_dropout needs a class-conditional model: pass --style-lr-mul as well")
+        self.shared = styles if cfg.style_dropout else None  # the shared row's index, after the tasks' rows
 
         stored = getattr(model.G, "styles", None)  # a conditional checkpoint's per-task vectors
 
@@ -100,7 +109,10 @@ class Pretrainer:
             tree = {n: own(t) for n, t in params.items()}
             if "style" in tree:  # one style vector per task: the stored ones where they fit, else the model's
                 fits = table is not None and table.shape[0] == styles
-                tree["style"] = table.clone() if fits else tree["style"].expand(styles, -1).clone()
+                rows = table.clone() if fits else tree["style"].expand(styles, -1).clone()
+                if self.shared is not None:  # the shared row starts at the model's own (start) style
+                    rows = torch.cat([rows, tree["style"][None]])
+                tree["style"] = rows
             return tree
 
         self.g = own_tree(model.g_params(), stored)
@@ -126,6 +138,9 @@ class Pretrainer:
         if self.fast.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         labels = self.labels[noise.real_index.to(dev)]
+        if self.shared is not None:
+            shared = torch.rand(labels.shape[0], generator=self.generator) < cfg.style_dropout
+            labels = torch.where(shared.to(dev), self.shared, labels)
         t = self.adam_steps + 1
         bf16, foreach = self.fast.bf16_train, self.fast.foreach
         with autocast_bf16(bf16, dev.type):
@@ -162,7 +177,7 @@ class Pretrainer:
             torch._foreach_lerp_([self.ema[n] for n in names], [self.g[n] for n in names], 1.0 - beta)
 
     def check_not_collapsed(self) -> None:
-        diversity = sample_diversity(self.model, _mean_style(self.ema))
+        diversity = sample_diversity(self.model, self._start_style(self.ema))
         if diversity < COLLAPSE_STD:
             raise TrainingDivergedError(f"pretraining collapsed at step {self.steps_done} (diversity "
                                         f"{diversity:.1e}): resume from an earlier state with lower learning rates")
@@ -170,23 +185,30 @@ class Pretrainer:
     @property
     def styles(self) -> int:
         """How many tasks have a style vector of their own (0: not a class-conditional model)."""
-        return int(self.ema["style"].shape[0]) if "style" in self.ema else 0
+        return int(self.ema["style"].shape[0]) - (self.shared is not None) if "style" in self.ema else 0
+
+    def _start_style(self, tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`tree` at the style adaptation starts from: the shared row (`style_dropout`), else the tasks' mean."""
+        if "style" not in tree:
+            return tree
+        table = tree["style"]
+        return {**tree, "style": table[self.shared] if self.shared is not None else table.mean(dim=0)}
 
     def current_model(self, style: int | None = None, **changes) -> MetaGAN:
         """The EMA generator and the current D as a `MetaGAN` (what checkpoints store and samples show). A
-        conditional model's style vectors are the mean over the tasks (the style adaptation starts from), or
-        task `style`'s own."""
+        conditional model's style vectors are the one adaptation starts from (the shared row, else the mean over
+        the tasks), or task `style`'s own."""
         provenance = dict(self.model.provenance, pretrained={
             "steps": self.steps_done, "images_shown": self.images_shown, "config": asdict(self.cfg)})
         if style is None:
-            g, d = _mean_style(self.ema), _mean_style(self.d)
+            g, d = self._start_style(self.ema), self._start_style(self.d)
         else:
             g, d = ({**tree, "style": tree["style"][style]} for tree in (self.ema, self.d))
         g = {n: t.contiguous() for n, t in g.items()}
         d = {n: t.contiguous() for n, t in d.items()}
         if self.styles:  # the checkpoint keeps every task's (EMA) vector too: adaptation may start from one
             gcfg = replace(self.model.config.generator, style_count=self.styles)
-            g["styles"] = self.ema["style"].contiguous()
+            g["styles"] = self.ema["style"][:self.styles].contiguous()
             changes.setdefault("config", replace(self.model.config, generator=gcfg))
         return self.model.with_params(g, d, **{"provenance": provenance, **changes})
 
@@ -246,10 +268,6 @@ def _scatter_rows(grads: dict[str, torch.Tensor], tree: dict[str, torch.Tensor],
         return grads
     table = torch.zeros_like(tree["style"]).index_add_(0, labels, grads["style"].to(tree["style"].dtype))
     return {**grads, "style": table}
-
-
-def _mean_style(tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {**tree, "style": tree["style"].mean(dim=0)} if "style" in tree else tree
 
 
 def _as_adapt(cfg: PretrainConfig):

@@ -256,6 +256,16 @@ def test_pretrain_turns_a_committed_piece_class_conditional(trained, tmp_path):
     assert proc.returncode != 0 and "dcgan arch only" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_pretrain_style_dropout_reaches_the_recipe_and_needs_style_vectors(trained, tmp_path):
+    _, tasks, _ = trained
+    out = tmp_path / "shared.safetensors"
+    args = ["pretrain", "--tasks", tasks, "--out", out, "--steps", "1", "--resolution", "16", "--channel-base", "256",
+            "--channel-max", "16", "--batch-size", "4", "--device", "cpu", "--arch", "dcgan"]
+    run(*args, "--style-lr-mul", "2", "--style-dropout", "0.5")
+    assert checkpoint.load(out).provenance["pretrained"]["config"]["style_dropout"] == 0.5
+    proc = run(*args, "--style-dropout", "0.5", check=False)
+    assert proc.returncode != 0 and "--style-lr-mul" in proc.stderr and "Traceback" not in proc.stderr
+
 def test_train_inner_from_init_and_meta_set(trained, tmp_path):
     _, tasks, out = trained
     start = tmp_path / "init.safetensors"

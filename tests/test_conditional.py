@@ -147,3 +147,45 @@ def test_adaptation_can_start_from_the_nearest_style_and_says_which():
     assert torch.equal(result.model.G.style, direct.model.G.style)
     with pytest.raises(ConfigError, match="class-conditional"):
         adapt(tiny_dcgan(), (refs + 1) / 2, tiny_adapt(steps=1, style_init="nearest"))
+
+
+def test_style_dropout_trains_a_shared_row_that_checkpoints_start_from(tmp_path):
+    tasks = three_tasks()
+    cfg = dataclasses.replace(recipe(), style_dropout=1.0)  # every sample at the shared row: no task row moves
+    trainer = Pretrainer(tiny_dcgan().with_style_vectors(MUL), tasks, cfg)
+    assert trainer.g["style"].shape == (4, 16) and trainer.d["style"].shape == (4, 16) and trainer.styles == 3
+    for _ in range(2):
+        trainer.step()
+    assert not trainer.g["style"][:3].any() and not trainer.d["style"][:3].any()
+    assert trainer.g["style"][3].abs().sum() > 0 and trainer.d["style"][3].abs().sum() > 0
+    out = trainer.current_model()
+    torch.testing.assert_close(out.G.style, trainer.ema["style"][3], rtol=0, atol=0)
+    torch.testing.assert_close(out.D.style, trainer.d["style"][3], rtol=0, atol=0)
+    assert out.G.styles.shape == (3, 16) and out.config.generator.style_count == 3
+    back = load(save(out, tmp_path / "c.safetensors"))
+    assert torch.equal(back.G.style, out.G.style) and torch.equal(back.G.styles, out.G.styles)
+
+
+def test_style_dropout_draws_the_shared_row_at_its_rate_and_resumes_exactly(tmp_path):
+    cfg = dataclasses.replace(recipe(), style_dropout=0.5, batch_size=2)
+    straight = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), cfg)
+    for _ in range(3):
+        straight.step()
+    first = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), cfg)
+    first.step()
+    first.save_state(tmp_path / "s.safetensors")
+    second = Pretrainer(tiny_dcgan().with_style_vectors(MUL), three_tasks(), cfg)
+    second.load_state(tmp_path / "s.safetensors")
+    for _ in range(2):
+        second.step()
+    for name, tensor in straight.state_tensors().items():
+        torch.testing.assert_close(second.state_tensors()[name], tensor, rtol=0, atol=0, msg=name)
+    # 0.5 per sample: over 3 steps of 2 samples some land on the shared row and some on a task's
+    assert straight.g["style"][3].abs().sum() > 0 and straight.g["style"][:3].abs().sum() > 0
+
+
+def test_style_dropout_is_checked():
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        dataclasses.replace(recipe(), style_dropout=1.5)
+    with pytest.raises(ConfigError, match="--style-lr-mul"):
+        Pretrainer(tiny_dcgan(), three_tasks(), dataclasses.replace(recipe(), style_dropout=0.5))

@@ -38,7 +38,8 @@ def run(args) -> int:
     exclude = tuple(x for x in (args.exclude or "").split(",") if x)
     cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, seed=args.seed,
                          ema_kimg=args.ema_kimg, loss=LossConfig(r1_gamma=args.r1_gamma, r1_interval=args.r1_interval),
-                         augment=apply_overrides(AugmentConfig(), f"ops={args.augment_ops}"))
+                         augment=apply_overrides(AugmentConfig(), f"ops={args.augment_ops}"),
+                         style_dropout=args.style_dropout)
     adapt_defaults = AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")
     if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
         adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
@@ -104,7 +105,7 @@ def run(args) -> int:
         checkpoint.save(out, args.out)
         trainer.save_state(state, {"wall_seconds": round(wall, 1), "piece": piece_record(out.provenance),
                                    **{k: provenance[k] for k in ("pieces", "generator_pieces") if k in provenance}})
-        # a conditional run shows one row per task's style (fakes*.png) and the mean style adaptation starts from
+        # a conditional run shows one row per task's style (fakes*.png) and the style adaptation starts from
         styles = [trainer.current_model(style=i) for i in range(trainer.styles)]
         save_grid(out, run_dir / f"fakes{trainer.images_shown // 1000:06d}.png", rows=styles)
         if styles:
@@ -173,6 +174,9 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--style-lr-mul", type=positive_float, help="class-conditional pretraining (dcgan): add a "
                     "learned style vector per task to G and D, scaled by this learning-rate multiplier (e.g. 20); "
                     "the checkpoint keeps their mean (where adaptation starts) and every task's G vector")
+    pt.add_argument("--style-dropout", type=float, default=0.0, help="with --style-lr-mul: draw and score this share "
+                    "of samples (e.g. 0.5) at one more, shared style vector, which the checkpoint then starts "
+                    "adaptation from instead of the mean (as classifier-free guidance trains its unconditional branch)")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
