@@ -266,6 +266,7 @@ def test_pretrain_style_dropout_reaches_the_recipe_and_needs_style_vectors(train
     proc = run(*args, "--style-dropout", "0.5", check=False)
     assert proc.returncode != 0 and "--style-lr-mul" in proc.stderr and "Traceback" not in proc.stderr
 
+
 def test_train_inner_from_init_and_meta_set(trained, tmp_path):
     _, tasks, out = trained
     start = tmp_path / "init.safetensors"

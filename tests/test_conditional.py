@@ -178,8 +178,9 @@ def test_style_dropout_draws_the_shared_row_at_its_rate_and_resumes_exactly(tmp_
     second.load_state(tmp_path / "s.safetensors")
     for _ in range(2):
         second.step()
+    resumed = second.state_tensors()
     for name, tensor in straight.state_tensors().items():
-        torch.testing.assert_close(second.state_tensors()[name], tensor, rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
     # 0.5 per sample: over 3 steps of 2 samples some land on the shared row and some on a task's
     assert straight.g["style"][3].abs().sum() > 0 and straight.g["style"][:3].abs().sum() > 0
 
