@@ -46,9 +46,11 @@ class PretrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     style_dropout: float = 0.0                # conditional model: share of samples at the shared style row
+    frozen_g: tuple[str, ...] = ()            # G parameter-name prefixes left unchanged (a grown model's trunk)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "frozen_g", tuple(str(p) for p in self.frozen_g))
         if not 0.0 <= self.style_dropout <= 1.0:
             raise ConfigError(f"style_dropout {self.style_dropout} must be in [0, 1]")
         if not (self.lr_g > 0 and self.lr_d > 0):
@@ -118,6 +120,7 @@ class Pretrainer:
         self.g = own_tree(model.g_params(), stored)
         self.d = own_tree(model.d_params())
         self.ema = own_tree(model.g_params(), stored)
+        self.g_trained = _trained_names(list(self.g), cfg.frozen_g)
         self.m_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.v_g = {n: torch.zeros_like(t) for n, t in self.g.items()}
         self.m_d = {n: torch.zeros_like(t) for n, t in self.d.items()}
@@ -151,9 +154,9 @@ class Pretrainer:
         adam_([self.d[n] for n in names], [grads_d[n] for n in names], [self.m_d[n] for n in names],
               [self.v_d[n] for n in names], *bias_corrections(cfg.lr_d, cfg.betas, t), cfg.betas, foreach=foreach)
         with autocast_bf16(bf16, dev.type):
-            grads_g, g_loss = gan.g_grads(_rows(self.g, labels), _rows(self.d, labels), noise, list(self.g), dev)
+            grads_g, g_loss = gan.g_grads(_rows(self.g, labels), _rows(self.d, labels), noise, self.g_trained, dev)
         grads_g = _scatter_rows(grads_g, self.g, labels)
-        names = list(self.g)
+        names = self.g_trained
         adam_([self.g[n] for n in names], [grads_g[n] for n in names], [self.m_g[n] for n in names],
               [self.v_g[n] for n in names], *bias_corrections(cfg.lr_g, cfg.betas, t), cfg.betas, foreach=foreach)
         self.adam_steps = t
@@ -255,6 +258,21 @@ class Pretrainer:
         self.steps_done, self.images_shown = int(state["steps"]), int(state["images"])
         self.adam_steps = int(state.get("adam_steps", state["steps"]))
         return state.get("extra", {})
+
+
+def _trained_names(names: list[str], frozen: tuple[str, ...]) -> list[str]:
+    """`names` less those under a `frozen` prefix (the name itself or `prefix.`); every prefix must match one."""
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    unknown = [p for p in frozen if not any(under(n, p) for n in names)]
+    if unknown:
+        raise ConfigError(f"frozen_g prefixes {unknown} match no generator parameter; the generator has "
+                          f"{sorted({n.split('.')[0] for n in names})} at the top level")
+    trained = [n for n in names if not any(under(n, p) for p in frozen)]
+    if not trained:
+        raise ConfigError(f"frozen_g {list(frozen)} freezes every generator parameter: leave at least one to train")
+    return trained
 
 
 def _rows(tree: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:

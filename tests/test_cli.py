@@ -267,6 +267,23 @@ def test_pretrain_style_dropout_reaches_the_recipe_and_needs_style_vectors(train
     assert proc.returncode != 0 and "--style-lr-mul" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_pretrain_freeze_g_reaches_the_recipe_and_keeps_those_weights(trained, tmp_path):
+    _, tasks, _ = trained
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    args = ["--tasks", tasks, "--steps", "2", "--resolution", "16", "--channel-base", "256", "--channel-max", "16",
+            "--batch-size", "4", "--device", "cpu", "--arch", "dcgan", "--d-spectral-norm"]
+    run("pretrain", "--out", first, *args)
+    run("pretrain", "--out", second, "--init", first, "--freeze-g", "input,blocks.0", *args[:2], "--steps", "4",
+        *args[4:])
+    a, b = checkpoint.load(first), checkpoint.load(second)
+    assert b.provenance["pretrained"]["config"]["frozen_g"] == ["input", "blocks.0"]
+    ga, gb = a.g_params(), b.g_params()
+    assert all(torch.equal(ga[n], gb[n]) for n in ga if n.startswith(("input.", "blocks.0.")))
+    assert not torch.equal(ga["torgb.weight"], gb["torgb.weight"])
+    proc = run("pretrain", "--out", second, "--init", first, "--freeze-g", "nothing", *args, check=False)
+    assert proc.returncode != 0 and "match no generator parameter" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_train_inner_from_init_and_meta_set(trained, tmp_path):
     _, tasks, out = trained
     start = tmp_path / "init.safetensors"

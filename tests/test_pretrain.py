@@ -115,3 +115,32 @@ def test_a_new_piece_from_committed_weights_counts_on_with_a_fresh_adam(tmp_path
     # the first step of a fresh Adam is a normal-sized step: lr * sign(grad) for betas (0, 0.99)
     moved = max(float((second.g[n] - first.ema[n]).abs().max()) for n in first.ema)
     assert 0 < moved <= 0.01 * 1.01
+
+
+def test_frozen_generator_prefixes_stay_put_and_the_rest_trains_as_if_they_were_reset_each_step():
+    tasks, frozen = toy_tasks(), ("mapping", "blocks.0")
+    model = tiny_model(16)
+    names = [n for n in model.g_params() if n.startswith(("mapping.", "blocks.0."))]
+    a = Pretrainer(model, tasks, recipe(frozen_g=frozen))
+    b = Pretrainer(model, tasks, recipe())
+    start = {n: model.g_params()[n].clone() for n in names}
+    for _ in range(3):
+        a.step(), b.step()
+        for n in names:  # b trains everything; put the frozen ones back where they started
+            b.g[n].copy_(start[n]), b.ema[n].copy_(start[n])
+    assert names and all(torch.equal(a.g[n], start[n]) and torch.equal(a.ema[n], start[n]) for n in names)
+    for n in a.g:
+        torch.testing.assert_close(a.g[n], b.g[n], atol=1e-6, rtol=1e-5, msg=n)
+    for n in a.d:
+        torch.testing.assert_close(a.d[n], b.d[n], atol=1e-6, rtol=1e-5, msg=n)
+    assert any(not torch.equal(a.g[n], model.g_params()[n]) for n in a.g if n not in names)
+
+
+def test_frozen_generator_prefixes_must_name_something_and_leave_something():
+    from meta_core.errors import ConfigError
+    model = tiny_model(16)
+    with pytest.raises(ConfigError, match="match no generator parameter"):
+        Pretrainer(model, toy_tasks(), recipe(frozen_g=("block",)))  # a prefix of a name, not of its dotted path
+    tops = tuple(sorted({n.split(".")[0] for n in model.g_params()}))
+    with pytest.raises(ConfigError, match="leave at least one"):
+        Pretrainer(model, toy_tasks(), recipe(frozen_g=tops))

@@ -39,7 +39,8 @@ def run(args) -> int:
     cfg = PretrainConfig(lr_g=args.lr, lr_d=args.lr, batch_size=args.batch_size, seed=args.seed,
                          ema_kimg=args.ema_kimg, loss=LossConfig(r1_gamma=args.r1_gamma, r1_interval=args.r1_interval),
                          augment=apply_overrides(AugmentConfig(), f"ops={args.augment_ops}"),
-                         style_dropout=args.style_dropout)
+                         style_dropout=args.style_dropout,
+                         frozen_g=tuple(x for x in (args.freeze_g or "").split(",") if x))
     adapt_defaults = AdaptConfig(steps=10, lr_g=args.lr, lr_d=args.lr, strategy="full")
     if args.arch == "dcgan":  # the textbook fine-tuning recipe as its starting default
         adapt_defaults = AdaptConfig(steps=300, lr_g=args.lr, lr_d=args.lr, batch_size=16, strategy="freeze_d",
@@ -89,7 +90,8 @@ def run(args) -> int:
         previous_wall = float(model.provenance.get("wall_seconds", 0.0))
         # the earlier pieces are in "pieces" now; of their record only the adaptation default's still describes
         # this file (it carries that default), so their command, data and resume point do not mask this piece's
-        model.provenance = {k: v for k, v in model.provenance.items() if k == "adaptation_default"}
+        # (and how a grown file was made from two others: benchmarks/quality_128/grown/grow.py)
+        model.provenance = {k: v for k, v in model.provenance.items() if k in ("adaptation_default", "grown_from")}
     print(f"pretraining on {len(tasks)} tasks ({tasks.num_images} images) at {model.resolution}px on {device}, "
           f"batch {cfg.batch_size}, {trainer.fast.describe()}; steps {trainer.steps_done}->{args.steps}"
           f"{f', at most {args.minutes} min' if args.minutes else ''}", file=sys.stderr)
@@ -177,6 +179,8 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
     pt.add_argument("--style-dropout", type=float, default=0.0, help="with --style-lr-mul: draw and score this share "
                     "of samples (e.g. 0.5) at one more, shared style vector, which the checkpoint then starts "
                     "adaptation from instead of the mean (as classifier-free guidance trains its unconditional branch)")
+    pt.add_argument("--freeze-g", help="comma-separated generator parameter-name prefixes that this piece leaves "
+                    "unchanged (e.g. input,gain,bias,blocks.0 for a grown model's trunk); the rest trains")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
