@@ -180,7 +180,8 @@ def add_parser(sub, common, positive_int, positive_float, resolutions, channel_b
                     "of samples (e.g. 0.5) at one more, shared style vector, which the checkpoint then starts "
                     "adaptation from instead of the mean (as classifier-free guidance trains its unconditional branch)")
     pt.add_argument("--freeze-g", help="comma-separated generator parameter-name prefixes that this piece leaves "
-                    "unchanged (e.g. input,gain,bias,blocks.0 for a grown model's trunk); the rest trains")
+                    "unchanged (e.g. input,gain,bias,blocks.0 for a grown model's trunk); the rest trains. A state "
+                    "file does not keep it: pass it again with --resume")
     pt.add_argument("--lr", type=positive_float, default=PretrainConfig.lr_g)
     pt.add_argument("--r1-gamma", type=float, default=LossConfig.r1_gamma, help="R1 weight (0: off)")
     pt.add_argument("--r1-interval", type=positive_int, default=LossConfig.r1_interval, help="R1 every N steps")
