@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from meta_core import checkpoint
+from meta_core.app.pretrain import piece_record
 from meta_core.fastpath import autocast_bf16, native_bf16_cpu
 
 G64, M128 = "checkpoints/metagan_64.safetensors", "checkpoints/metagan_128.safetensors"
@@ -60,16 +61,19 @@ for step in range(1, steps + 1):
 for p in params.values():
     p.requires_grad_(False)
 
+
+def source(path: str, model) -> dict:
+    """A source file's record: its weights' hash and the pieces that made it (as `pretrain --init` keeps them)."""
+    return {"file": path, "content_hash": model.content_hash(),
+            "pieces": [*model.provenance.get("pieces", []), piece_record(model.provenance)]}
+
+
 grown.provenance = {
     "adaptation_default": big.provenance.get("adaptation_default"),
     "pretrained": {"steps": 0, "images_shown": 0},
     "grown_from": {
-        "generator": {"file": G64, "content_hash": small.content_hash(), "copied": copied,
-                      "pieces": [*small.provenance.get("pieces", []),
-                                 {k: small.provenance.get(k) for k in ("command", "wall_seconds", "pretrained")}]},
-        "discriminator": {"file": M128, "content_hash": big.content_hash(),
-                          "pieces": [*big.provenance.get("pieces", []),
-                                     {k: big.provenance.get(k) for k in ("command", "wall_seconds", "pretrained")}]},
+        "generator": {**source(G64, small), "copied": copied},
+        "discriminator": source(M128, big),
         "new_layers": {"names": new, "init": f"L1 to the 64 px generator's images upsampled 2x (bilinear), {steps} "
                        f"Adam steps at batch 32, lr 1e-3, betas (0.5, 0.99), seed 57; final L1 {loss.item():.4f}"},
         "command": "PYTHONPATH=. python " + " ".join(sys.argv)},

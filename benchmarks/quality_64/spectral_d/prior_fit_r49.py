@@ -1,6 +1,7 @@
 """Unadapted fit (stratified halves, seeds 0-2) of each checkpoint on each data folder.
 Usage: prior_fit_r49.py THREADS DATA[,DATA...] CHECKPOINT...
-(on data/dicebear64/train it leaves out the styles that are not training styles)"""
+(on the gate's folders, data/dicebear64/train and data/dicebear128/train, it leaves out the styles that are not
+training styles)"""
 import sys
 
 import torch
@@ -15,6 +16,6 @@ EX = ("glass", "icons", "identicon", "rings", "shapes", "dylan", "miniavs", "fun
 for path in sys.argv[3:]:
     m = checkpoint.load(path)
     for data in sys.argv[2].split(","):
-        ex = EX if data.rstrip("/") == "data/dicebear64/train" else ()
+        ex = EX if data.rstrip("/") in ("data/dicebear64/train", "data/dicebear128/train") else ()
         r = [prior_fit(m, ev, data, ex, seed=s)["ratio"] for s in range(3)]
         print(f"{path}  {data}: " + " / ".join(f"{x:.1f}x" for x in r), flush=True)
